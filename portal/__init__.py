@@ -1,0 +1,62 @@
+"""The employee consent and transparency portal."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from flask_wtf.csrf import CSRFProtect
+
+ROOT = Path(__file__).resolve().parent.parent
+csrf = CSRFProtect()
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the portal: settings first, then each part in the order it depends on."""
+    from portal import auth, cli, config, db, i18n, navigation, security
+    from portal.core import errors
+    from portal.core.views import bp as core_bp
+
+    app = Flask(
+        __name__,
+        instance_path=os.environ.get("PORTAL_INSTANCE_PATH") or str(ROOT / "instance"),
+        template_folder=str(ROOT / "templates"),
+    )
+    settings = config.load_settings(
+        Path(app.instance_path),
+        environ={k: v for k, v in os.environ.items() if k != "PORTAL_INSTANCE_PATH"},
+        override=test_config,
+    )
+    app.config.from_mapping(settings.model_dump())
+    app.config.update(
+        # Our sessions are server-side (portal.auth.sessions); these govern Flask-WTF's CSRF.
+        WTF_CSRF_TIME_LIMIT=None,
+        MAX_CONTENT_LENGTH=16 * 1024 * 1024,
+        TEMPLATES_AUTO_RELOAD=False,
+    )
+    configure_logging(app)
+
+    db.init_app(app)
+    i18n.init_app(app)
+    navigation.init_app(app)
+    csrf.init_app(app)
+    auth.init_app(app)
+    security.init_app(app, identity_provider=app.extensions["portal.oidc"].expected_issuer)
+    errors.init_app(app)
+    app.register_blueprint(core_bp)
+    cli.init_app(app)
+    return app
+
+
+def configure_logging(app: Flask) -> None:
+    """Log to standard error at the configured level; never log secrets or tokens."""
+    level = getattr(logging, app.config["LOG_LEVEL"])
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app.logger.setLevel(level)
+    if app.config["DEMO"]:
+        app.logger.warning("DEMO MODE: sign-in uses the built-in demo identity provider and "
+                           "demo people. Never use demo mode with real employees' data.")

@@ -1,0 +1,143 @@
+"""The ``portal`` command: Flask's CLI (``run``, ``routes``, ``shell``) plus our own commands."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from alembic import command as alembic_command
+from alembic.config import Config as AlembicConfig
+from flask import Flask
+from flask.cli import FlaskGroup, with_appcontext
+
+from portal import ROOT
+from portal.db import get_engine
+
+
+def alembic_config() -> AlembicConfig:
+    """Return Alembic's configuration, pointing at the project's migrations."""
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    return cfg
+
+
+def upgrade_database(app: Flask, revision: str = "head") -> None:
+    """Bring the schema of ``app``'s database to ``revision``."""
+    cfg = alembic_config()
+    with get_engine(app).begin() as connection:
+        cfg.attributes["connection"] = connection
+        alembic_command.upgrade(cfg, revision)
+
+
+@click.group("db")
+def db_group() -> None:
+    """Manage the database schema."""
+
+
+@db_group.command("upgrade")
+@click.argument("revision", default="head")
+@with_appcontext
+def db_upgrade(revision: str) -> None:
+    """Create or upgrade the schema (from empty, or from any earlier version)."""
+    from flask import current_app
+
+    upgrade_database(current_app, revision)
+    click.echo(f"Database schema is at {revision}.")
+
+
+@db_group.command("revision")
+@click.option("-m", "--message", required=True, help="What the migration changes.")
+@with_appcontext
+def db_revision(message: str) -> None:
+    """Write a new migration from the difference between the models and the database."""
+    from portal.models import MODELS
+
+    click.echo(f"Comparing {len(MODELS)} models with the database.")
+    cfg = alembic_config()
+    with get_engine().begin() as connection:
+        cfg.attributes["connection"] = connection
+        alembic_command.revision(cfg, message=message, autogenerate=True)
+
+
+@click.group("translations")
+def translations_group() -> None:
+    """Extract, update and compile the message catalogs in ``translations/``."""
+
+
+def _pybabel(*args: str) -> None:
+    from babel.messages.frontend import CommandLineInterface
+
+    CommandLineInterface().run(["pybabel", "-q", *args])
+
+
+POT = str(ROOT / "translations" / "messages.pot")
+
+
+@translations_group.command("extract")
+def translations_extract() -> None:
+    """Collect every translatable string into ``translations/messages.pot``."""
+    _pybabel("extract", "-F", str(ROOT / "babel.cfg"), "-k", "_l", "-k", "pgettext:1c,2",
+             "--add-comments=i18n:", "--no-location", "--sort-output",
+             "--project=consent-portal", "-o", POT, str(ROOT / "portal"), str(ROOT / "templates"))
+
+
+@translations_group.command("update")
+def translations_update() -> None:
+    """Merge new strings from the template into every language's catalog."""
+    _pybabel("update", "-i", POT, "-d", str(ROOT / "translations"), "--no-fuzzy-matching",
+             "--ignore-obsolete")
+
+
+@translations_group.command("compile")
+def translations_compile() -> None:
+    """Compile the catalogs to ``.mo`` files (done by the install step, never committed)."""
+    _pybabel("compile", "-d", str(ROOT / "translations"), "--statistics")
+
+
+@translations_group.command("check")
+def translations_check() -> None:
+    """Fail when a language lacks a translation or has a fuzzy one."""
+    from babel.messages.pofile import read_po
+
+    missing = []
+    for po_path in sorted((ROOT / "translations").glob("*/LC_MESSAGES/messages.po")):
+        with po_path.open("rb") as handle:
+            catalog = read_po(handle)
+        for message in catalog:
+            if message.id and (not message.string or message.fuzzy or (
+                    isinstance(message.string, tuple) and not all(message.string))):
+                missing.append(f"{po_path.parent.parent.name}: {message.id!r}")
+    if missing:
+        click.echo("\n".join(missing), err=True)
+        sys.exit(1)
+    click.echo("Every language is complete.")
+
+
+def init_app(app: Flask) -> None:
+    """Attach the project's command groups to ``app``."""
+    app.cli.add_command(db_group)
+    if app.config["DEMO"]:
+        from portal.auth.demo import demo_group
+
+        app.cli.add_command(demo_group)
+
+
+def main() -> None:
+    """Run the ``portal`` console script from any folder."""
+    from portal import create_app
+    from portal.config import ConfigError
+
+    def create_or_explain() -> Flask:
+        try:
+            return create_app()
+        except ConfigError as exc:
+            # A plain sentence, not a traceback: the operator has a setting to fix.
+            click.echo(f"The portal cannot start: {exc}", err=True)
+            sys.exit(2)
+
+    group = FlaskGroup(create_app=create_or_explain, add_version_option=False)
+    # Translations are handled before any configuration exists (at install time).
+    group.add_command(translations_group)
+    group.main(prog_name="portal")
+
+

@@ -1,0 +1,224 @@
+"""Layered, validated configuration: defaults, instance file, PORTAL_* environment, test override.
+
+Every setting is declared once in :class:`Settings`. A mistake (an unknown key, a short secret,
+a malformed role map) stops the portal at start with a message naming the setting, because a
+misconfigured consent portal that starts anyway is worse than one that does not start.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+ENV_PREFIX = "PORTAL_"
+INSTANCE_FILE = "portal.toml"
+ROLES = ("hr", "dpo", "admin")
+# Settings whose values must never appear in an error message or a log line.
+SECRET_SETTINGS = frozenset({"SECRET_KEY", "OIDC_CLIENT_SECRET"})
+
+
+class ConfigError(Exception):
+    """The configuration is wrong; the message says which setting and how to fix it."""
+
+
+class Settings(BaseModel):
+    """Every setting of the portal, with its default.
+
+    In the instance file the keys are written as here (``DATABASE_URL = "..."``); in the
+    environment with the prefix (``PORTAL_DATABASE_URL``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    DATABASE_URL: str = ""
+    SECRET_KEY: str = ""
+    DEMO: bool = False
+    # Where the portal is reached, used to build absolute URLs outside a request (mail, CLI).
+    BASE_URL: str = "http://127.0.0.1:5000"
+
+    OIDC_ISSUER: str = ""
+    OIDC_CLIENT_ID: str = ""
+    OIDC_CLIENT_SECRET: str = ""
+    OIDC_SCOPES: str = "openid profile email"
+    OIDC_ROLES_CLAIM: str = "groups"
+    # Only these signature algorithms are accepted on ID tokens; never "none".
+    OIDC_ALGORITHMS: tuple[str, ...] = ("RS256", "PS256", "ES256", "EdDSA")
+
+    ROLE_MAP: dict[Literal["hr", "dpo", "admin"], list[str]] = Field(default_factory=dict)
+
+    DEFAULT_LOCALE: Literal["en", "de"] = "en"
+    DEFAULT_TIMEZONE: str = "UTC"
+
+    # A session dies after this long without a request, and in any case after the absolute limit.
+    SESSION_IDLE_MINUTES: int = Field(default=30, ge=1, le=24 * 60)
+    SESSION_ABSOLUTE_HOURS: int = Field(default=12, ge=1, le=7 * 24)
+
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("SECRET_KEY")
+    @classmethod
+    def _secret_key_is_long(cls, value: str) -> str:
+        if value and len(value) < 32:
+            raise ValueError("must be at least 32 characters; generate one with "
+                             "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`")
+        return value
+
+    @field_validator("OIDC_ISSUER", "BASE_URL")
+    @classmethod
+    def _is_http_url(cls, value: str) -> str:
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("OIDC_SCOPES")
+    @classmethod
+    def _asks_for_openid(cls, value: str) -> str:
+        if "openid" not in value.split():
+            raise ValueError("must include the scope 'openid'")
+        return value
+
+    @field_validator("OIDC_ALGORITHMS")
+    @classmethod
+    def _never_none(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value or any(alg.lower() == "none" for alg in value):
+            raise ValueError("must list signature algorithms and may not contain 'none'")
+        return value
+
+    @field_validator("OIDC_ROLES_CLAIM")
+    @classmethod
+    def _is_dotted_path(cls, value: str) -> str:
+        if not value or any(not part for part in value.split(".")):
+            raise ValueError("must be a dotted path into the claims, such as 'groups' or "
+                             "'realm_access.roles'")
+        return value
+
+    @model_validator(mode="after")
+    def _complete_for_sign_in(self) -> Settings:
+        if self.DEMO:
+            if self.OIDC_ISSUER:
+                # Demo mode brings its own identity provider; mixing it with a company's
+                # provider would make demo people look real. Refuse rather than guess.
+                raise ValueError("PORTAL_DEMO is on and PORTAL_OIDC_ISSUER is set: demo mode "
+                                 "uses its own identity provider; turn one of them off")
+            return self
+        missing = [name for name in ("SECRET_KEY", "OIDC_ISSUER", "OIDC_CLIENT_ID",
+                                     "OIDC_CLIENT_SECRET") if not getattr(self, name)]
+        if missing:
+            raise ValueError("missing " + ", ".join(ENV_PREFIX + name for name in missing)
+                             + " (or set PORTAL_DEMO=1 for the demo)")
+        return self
+
+
+def _parse_env_value(name: str, raw: str) -> Any:
+    """Turn an environment string into the type the setting expects."""
+    annotation = Settings.model_fields[name].annotation
+    if annotation is bool:
+        lowered = raw.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off", ""}:
+            return False
+        raise ConfigError(f"{ENV_PREFIX}{name}: expected 1/0, true/false, yes/no or on/off")
+    if name == "ROLE_MAP":
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{ENV_PREFIX}ROLE_MAP: not valid JSON ({exc.msg} at character "
+                              f"{exc.pos}); expected e.g. "
+                              '{"hr": ["people-ops"], "dpo": ["privacy-office"]}') from None
+    if name == "OIDC_ALGORITHMS":
+        return tuple(part for part in raw.replace(",", " ").split() if part)
+    return raw
+
+
+def _unknown(keys: set[str], source: str, prefix: str = "") -> None:
+    unknown = sorted(keys - set(Settings.model_fields))
+    if not unknown:
+        return
+    lines = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, Settings.model_fields, n=1)
+        hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+        lines.append(f"unknown setting {prefix}{key} in {source}{hint}")
+    raise ConfigError("; ".join(lines))
+
+
+def read_instance_file(instance_path: Path) -> dict[str, Any]:
+    """Read ``portal.toml`` from the instance folder, if there is one."""
+    path = instance_path / INSTANCE_FILE
+    if not path.exists():
+        return {}
+    try:
+        with path.open("rb") as handle:
+            values = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    _unknown(set(values), str(path))
+    return values
+
+
+def read_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Collect ``PORTAL_*`` variables, refusing unknown ones (a typo must not pass silently)."""
+    names = {key[len(ENV_PREFIX):] for key in environ if key.startswith(ENV_PREFIX)}
+    _unknown(names, "the environment", ENV_PREFIX)
+    return {name: _parse_env_value(name, environ[ENV_PREFIX + name]) for name in names}
+
+
+def _demo_secret_key(instance_path: Path) -> str:
+    """Return the demo's own secret key, made once and kept in the instance folder."""
+    path = instance_path / "demo-secret-key"
+    if not path.exists():
+        instance_path.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def load_settings(
+    instance_path: Path,
+    environ: Mapping[str, str] | None = None,
+    override: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build the settings from every layer, later layers winning, and validate them."""
+    values: dict[str, Any] = {}
+    values.update(read_instance_file(instance_path))
+    values.update(read_environment(os.environ if environ is None else environ))
+    if override:
+        _unknown(set(override), "the test override")
+        values.update(override)
+    if not values.get("DATABASE_URL"):
+        values["DATABASE_URL"] = f"sqlite:///{instance_path / 'portal.sqlite3'}"
+    if values.get("DEMO") and not values.get("SECRET_KEY"):
+        values["SECRET_KEY"] = _demo_secret_key(instance_path)
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    """Say what is wrong with each setting without echoing any secret value."""
+    problems = []
+    for error in exc.errors():
+        location = error["loc"]
+        name = f"{ENV_PREFIX}{location[0]}" if location else "configuration"
+        if len(location) > 1:
+            name += "." + ".".join(str(part) for part in location[1:])
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{name}: {message}" if location else message)
+    return "; ".join(problems)

@@ -1,0 +1,14 @@
+"""Forms shown on every page."""
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import SelectField, SubmitField
+
+from portal.i18n import LANGUAGES
+
+
+class LocaleForm(FlaskForm):
+    """Choose the language of the portal (works without JavaScript: it has its own button)."""
+
+    locale = SelectField(_l("Language"), choices=list(LANGUAGES.items()))
+    submit = SubmitField(_l("Change language"))

@@ -1,0 +1,158 @@
+"""Database plumbing: the declarative base, one engine per app, one unit of work per request.
+
+Service functions only ``flush``; the request commits once at its end (or rolls back on any
+error or 4xx answer), so a change and the audit row that describes it are saved or undone
+together. Commands commit explicitly through :func:`commit`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response, current_app, g
+from sqlalchemy import DateTime, MetaData, create_engine, event, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.types import TypeDecorator
+from typing_extensions import override
+from werkzeug.local import LocalProxy
+
+EXTENSION = "portal.db"
+
+# Stable constraint names, so that migrations can name what they change on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Base of every model."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timestamp stored in UTC and always returned timezone-aware.
+
+    SQLite keeps no time zone; without this, values read back would be naive and compare
+    wrongly with aware ones.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    @override
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(dt.UTC)
+
+    @override
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+def utcnow() -> dt.datetime:
+    """Return the current time, aware, in UTC (use as a column default callable)."""
+    return dt.datetime.now(dt.UTC)
+
+
+def normalise_url(url: str) -> str:
+    """Route ``postgresql://`` URLs to psycopg 3, the only PostgreSQL driver we ship."""
+    parsed = make_url(url)
+    if parsed.drivername in {"postgresql", "postgres"}:
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # Foreign keys are off by default in SQLite; WAL lets readers and one writer coexist.
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def create_portal_engine(url: str) -> Engine:
+    """Create the engine for ``url`` with the settings each backend needs."""
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        database = make_url(url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def init_app(app: Flask) -> None:
+    """Bind an engine and a session factory to ``app`` and manage the per-request session."""
+    engine = create_portal_engine(app.config["DATABASE_URL"])
+    app.extensions[EXTENSION] = sessionmaker(bind=engine, expire_on_commit=False)
+
+    @app.after_request
+    def _commit_or_roll_back(response: Response) -> Response:
+        session: Session | None = g.pop("db_session", None)
+        if session is None:
+            return response
+        try:
+            if response.status_code < 400:
+                session.commit()
+            else:
+                # A refused request changes nothing, whatever it flushed before refusing.
+                session.rollback()
+        finally:
+            session.close()
+        return response
+
+    @app.teardown_appcontext
+    def _close(_exc: BaseException | None) -> None:
+        session: Session | None = g.pop("db_session", None)
+        if session is not None:
+            # close() rolls back whatever was not committed; unlike rollback() it leaves
+            # loaded objects readable (detached), which commands and tests rely on.
+            session.close()
+
+
+def get_engine(app: Flask | None = None) -> Engine:
+    """Return the engine of ``app`` (default: the current app)."""
+    factory: sessionmaker[Session] = (app or current_app).extensions[EXTENSION]
+    bind = factory.kw["bind"]
+    assert isinstance(bind, Engine)
+    return bind
+
+
+def _session() -> Session:
+    if "db_session" not in g:
+        g.db_session = current_app.extensions[EXTENSION]()
+    session: Session = g.db_session
+    return session
+
+
+#: The unit of work of the current request or command.
+db: Session = LocalProxy(_session)  # type: ignore[assignment]
+
+
+def commit() -> None:
+    """Commit the current unit of work (for commands; requests commit by themselves)."""
+    db.commit()
+
+
+def ping() -> None:
+    """Run a trivial query; raises if the database cannot be reached."""
+    with get_engine().connect() as connection:
+        connection.execute(text("SELECT 1"))

@@ -1,0 +1,78 @@
+"""The main navigation: each entry names its endpoint and the role it needs.
+
+An entry appears only once its feature is installed (its endpoint exists) and only for people
+holding its role, so navigation can never advertise a page someone may not open.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import Flask, current_app, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel.speaklater import LazyString
+from flask_login import current_user
+
+from portal.auth.models import Person, Role
+
+ROLE_NAMES = {
+    Role.HR: _l("HR"),
+    Role.DPO: _l("Data protection officer"),
+    Role.ADMIN: _l("Privacy administrator"),
+}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One link of the main navigation."""
+
+    endpoint: str
+    label: LazyString
+    role: Role | None = None
+
+
+ENTRIES = (
+    Entry("core.dashboard", _l("Overview")),
+    Entry("catalog.index", _l("What is recorded")),
+    Entry("consent.history", _l("Consent history")),
+    Entry("exports.my_data", _l("My data")),
+    Entry("requests.index", _l("My requests")),
+    Entry("audit.access_log", _l("Who accessed my data")),
+    Entry("hr.index", _l("Consent records"), Role.HR),
+    Entry("dpo.queue", _l("Request queue"), Role.DPO),
+    Entry("admin.index", _l("Administration"), Role.ADMIN),
+)
+
+
+@dataclass(frozen=True)
+class Link:
+    """An entry resolved for this request."""
+
+    url: str
+    label: str
+    current: bool
+
+
+def navigation() -> list[Link]:
+    """Return the links the current person may follow."""
+    links = []
+    for entry in ENTRIES:
+        if entry.endpoint not in current_app.view_functions:
+            continue
+        if entry.role is not None and not current_user.has_role(entry.role):
+            continue
+        links.append(Link(url_for(entry.endpoint), str(entry.label),
+                          request.endpoint == entry.endpoint))
+    return links
+
+
+def role_names(person: Person) -> str:
+    """Name the person's roles in their language; everyone is an employee."""
+    names = [_("Employee")] + [str(ROLE_NAMES[Role(role)]) for role in person.roles]
+    return ", ".join(names)
+
+
+def init_app(app: Flask) -> None:
+    """Make the navigation available to templates."""
+    app.jinja_env.globals.update(navigation=navigation, role_names=role_names)
