@@ -17,7 +17,7 @@ csrf = CSRFProtect()
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the portal: settings first, then each part in the order it depends on."""
-    from portal import auth, cli, config, db, i18n, navigation, security
+    from portal import auth, cli, config, db, i18n, limits, navigation, security
     from portal.core import errors
     from portal.core.views import bp as core_bp
 
@@ -44,6 +44,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     i18n.init_app(app)
     navigation.init_app(app)
     csrf.init_app(app)
+    limits.init_app(app)
     auth.init_app(app)
     security.init_app(app, identity_provider=app.extensions["portal.oidc"].expected_issuer)
     errors.init_app(app)

@@ -71,6 +71,7 @@ def _pybabel(*args: str) -> None:
 
 
 POT = str(ROOT / "translations" / "messages.pot")
+SOURCE_LANGUAGE = "en"
 
 
 @translations_group.command("extract")
@@ -81,11 +82,33 @@ def translations_extract() -> None:
              "--project=consent-portal", "-o", POT, str(ROOT / "portal"), str(ROOT / "templates"))
 
 
+@translations_group.command("init")
+@click.argument("language")
+def translations_init(language: str) -> None:
+    """Start the catalog of a new language (then translate it and add it to LANGUAGES)."""
+    _pybabel("init", "-i", POT, "-d", str(ROOT / "translations"), "-l", language)
+
+
 @translations_group.command("update")
 def translations_update() -> None:
     """Merge new strings from the template into every language's catalog."""
     _pybabel("update", "-i", POT, "-d", str(ROOT / "translations"), "--no-fuzzy-matching",
              "--ignore-obsolete")
+    fill_source_language()
+
+
+def fill_source_language() -> None:
+    """Make the English catalog complete: the source text is the English text."""
+    from babel.messages.pofile import read_po, write_po
+
+    path = ROOT / "translations" / SOURCE_LANGUAGE / "LC_MESSAGES" / "messages.po"
+    with path.open("rb") as handle:
+        catalog = read_po(handle)
+    for message in catalog:
+        if message.id and not message.string:
+            message.string = message.id
+    with path.open("wb") as handle:
+        write_po(handle, catalog, width=100)
 
 
 @translations_group.command("compile")

@@ -70,6 +70,10 @@ class Settings(BaseModel):
 
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # Where rate-limit counters live: memory:// (per process) or redis://host:6379/0 (shared).
+    RATELIMIT_STORAGE_URL: str = "memory://"
+    SIGN_IN_RATE_LIMIT: str = "30 per minute"
+
     @field_validator("SECRET_KEY")
     @classmethod
     def _secret_key_is_long(cls, value: str) -> str:
@@ -84,6 +88,17 @@ class Settings(BaseModel):
         if value and not value.startswith(("https://", "http://")):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("SIGN_IN_RATE_LIMIT")
+    @classmethod
+    def _is_rate_limit(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError("must be a limit such as '30 per minute' or '5/second'") from None
+        return value
 
     @field_validator("OIDC_SCOPES")
     @classmethod

@@ -156,3 +156,40 @@ def ping() -> None:
     """Run a trivial query; raises if the database cannot be reached."""
     with get_engine().connect() as connection:
         connection.execute(text("SELECT 1"))
+
+
+def append_only_ddl(dialect: str, table: str) -> list[str]:
+    """Return the statements that make ``table`` refuse UPDATE and DELETE.
+
+    For ledgers and published notices: the database itself refuses to rewrite history, so
+    a bug or a stolen application login cannot do it either. Used by migrations.
+    """
+    message = f"{table} is append-only"
+    if dialect == "sqlite":
+        return [
+            f"CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table} "
+            f"BEGIN SELECT RAISE(ABORT, '{message}'); END",
+            f"CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table} "
+            f"BEGIN SELECT RAISE(ABORT, '{message}'); END",
+        ]
+    return [
+        f"CREATE OR REPLACE FUNCTION {table}_refuse_change() RETURNS trigger AS $$ "
+        f"BEGIN RAISE EXCEPTION '{message}' USING ERRCODE = 'insufficient_privilege'; END "
+        "$$ LANGUAGE plpgsql",
+        f"CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table} "
+        f"FOR EACH ROW EXECUTE FUNCTION {table}_refuse_change()",
+        f"CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table} "
+        f"FOR EACH ROW EXECUTE FUNCTION {table}_refuse_change()",
+        # TRUNCATE bypasses row triggers; refuse it as well.
+        f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+        f"FOR EACH STATEMENT EXECUTE FUNCTION {table}_refuse_change()",
+    ]
+
+
+def drop_append_only_ddl(dialect: str, table: str) -> list[str]:
+    """Return the statements that undo :func:`append_only_ddl` (for downgrades and tamper tests)."""
+    triggers = ["no_update", "no_delete"] + ([] if dialect == "sqlite" else ["no_truncate"])
+    if dialect == "sqlite":
+        return [f"DROP TRIGGER IF EXISTS {table}_{name}" for name in triggers]
+    return [f"DROP TRIGGER IF EXISTS {table}_{name} ON {table}" for name in triggers] + [
+        f"DROP FUNCTION IF EXISTS {table}_refuse_change()"]

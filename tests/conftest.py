@@ -248,3 +248,28 @@ def live_server(app: Flask, live_port: int) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+# --- the browser -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One Chromium for the run (Debian's; Playwright never downloads its own)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, live_server: str) -> Iterator[Any]:
+    """A fresh browser context (no cookies) on the live portal, JavaScript on."""
+    context = browser.new_context(base_url=live_server, locale="en-GB")
+    context.set_default_timeout(15_000)
+    tab = context.new_page()
+    yield tab
+    context.close()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Flask, jsonify, redirect, request, url_for
+from flask import Flask, jsonify, redirect, request, session, url_for
 from flask_babel import lazy_gettext as _l
 from flask_login import LoginManager
+from werkzeug.exceptions import ServiceUnavailable
 from werkzeug.wrappers import Response
 
 from portal.auth import oidc
@@ -13,9 +14,20 @@ from portal.auth.sessions import DatabaseSessionInterface
 from portal.db import db
 
 
+# Endpoints that must answer even when sessions cannot be read.
+UNGUARDED = frozenset({"core.healthz", "core.readyz", "static"})
+
+
 def init_app(app: Flask) -> None:
     """Set up sessions, Flask-Login and the OIDC client (the demo's own in demo mode)."""
     app.session_interface = DatabaseSessionInterface()
+
+    @app.before_request
+    def _refuse_without_sessions() -> None:
+        # The browser has a session we could not load (database down): answer 503 rather
+        # than treat a signed-in person as a stranger.
+        if getattr(session, "unavailable", False) and request.endpoint not in UNGUARDED:
+            raise ServiceUnavailable()
 
     login_manager = LoginManager(app)
     login_manager.login_message = _l("Please sign in to see this page.")

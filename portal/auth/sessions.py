@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import secrets
 from typing import Any
 
 from flask import Flask, Request, Response
 from flask.sessions import SessionInterface, SessionMixin
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session as DbSession
 from typing_extensions import override
 from werkzeug.datastructures import CallbackDict
@@ -21,6 +23,7 @@ from werkzeug.datastructures import CallbackDict
 from portal.auth.models import WebSession
 from portal.db import get_engine, utcnow
 
+log = logging.getLogger(__name__)
 COOKIE_NAME = "portal_session"
 # Writing last_seen_at on every request would turn every page view into a write.
 TOUCH_INTERVAL = dt.timedelta(seconds=60)
@@ -45,6 +48,7 @@ class ServerSession(CallbackDict[str, Any], SessionMixin):
         self.authenticated_at = authenticated_at
         self.modified = False
         self.regenerate_id = False
+        self.unavailable = False
 
     @property
     def new(self) -> bool:  # type: ignore[override]
@@ -75,6 +79,17 @@ class DatabaseSessionInterface(SessionInterface):
         if not session_id or len(session_id) > 128:
             return ServerSession()
         now = utcnow()
+        try:
+            return self._load(app, session_id, now)
+        except SQLAlchemyError as exc:
+            # The database is down: serve the request without a session (health checks and
+            # the 503 page still work) and never write one back.
+            log.error("sessions unavailable: %s", type(exc).__name__)
+            unavailable = ServerSession()
+            unavailable.unavailable = True
+            return unavailable
+
+    def _load(self, app: Flask, session_id: str, now: dt.datetime) -> ServerSession:
         with DbSession(get_engine(app)) as db:
             row = db.get(WebSession, _hash(session_id))
             if row is None:
@@ -90,6 +105,15 @@ class DatabaseSessionInterface(SessionInterface):
     @override
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         assert isinstance(session, ServerSession)
+        if session.unavailable:
+            return
+        try:
+            self._save(app, session, response)
+        except SQLAlchemyError as exc:
+            # Without a stored session the browser gets no cookie; nothing half-written.
+            log.error("session not saved, database unavailable: %s", type(exc).__name__)
+
+    def _save(self, app: Flask, session: ServerSession, response: Response) -> None:
         secure = self._is_secure(app)
         if not session and not session.regenerate_id:
             if session.session_id is not None:

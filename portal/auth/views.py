@@ -37,6 +37,7 @@ from portal.auth.service import (
 from portal.auth.sessions import regenerate
 from portal.db import utcnow
 from portal.i18n import current_locale
+from portal.limits import limiter, sign_in_limit
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ def safe_next(target: str | None) -> str | None:
 
 
 @bp.get("/login")
+@limiter.limit(sign_in_limit)
 def login() -> Response:
     """Send the browser to the identity provider."""
     session["sign_in_next"] = safe_next(request.args.get("next"))
@@ -82,6 +84,7 @@ def login() -> Response:
 
 
 @bp.get("/callback")
+@limiter.limit(sign_in_limit)
 def callback() -> Response:
     """Check the provider's answer and sign the person in."""
     client = oidc.client()

@@ -2,7 +2,7 @@
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import SelectField, SubmitField
+from wtforms import SelectChoice, SelectField, SubmitField
 
 from portal.i18n import LANGUAGES
 
@@ -10,5 +10,6 @@ from portal.i18n import LANGUAGES
 class LocaleForm(FlaskForm):
     """Choose the language of the portal (works without JavaScript: it has its own button)."""
 
-    locale = SelectField(_l("Language"), choices=list(LANGUAGES.items()))
+    locale = SelectField(_l("Language"), choices=[
+        SelectChoice(code, name, render_kw={"lang": code}) for code, name in LANGUAGES.items()])
     submit = SubmitField(_l("Change language"))

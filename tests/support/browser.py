@@ -1,0 +1,67 @@
+"""Debian's Chromium through Playwright, and axe-core for accessibility checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import Page
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+]
+AXE = Path(__file__).resolve().parent.parent / "browser" / "node_modules" / "axe-core" / "axe.min.js"
+# WCAG 2.2 AA and everything below it.
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
+SCREENSHOTS = Path(__file__).resolve().parent.parent.parent / "test-artifacts" / "screenshots"
+
+
+def axe_violations(page: Page) -> list[dict[str, Any]]:
+    """Run axe-core on the page as it is and return its violations.
+
+    ``evaluate`` runs outside the page's Content-Security-Policy, so the policy stays on.
+    """
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.evaluate(AXE.read_text())
+    result = page.evaluate(
+        "options => axe.run(document, options)",
+        {"runOnly": {"type": "tag", "values": AXE_TAGS}, "resultTypes": ["violations"]})
+    violations: list[dict[str, Any]] = result["violations"]
+    return violations
+
+
+def assert_accessible(page: Page) -> None:
+    """Fail with a readable list when axe finds any violation."""
+    violations = axe_violations(page)
+    summary = [
+        {"rule": item["id"], "impact": item["impact"], "help": item["help"],
+         "targets": [node["target"] for node in item["nodes"]][:5]}
+        for item in violations
+    ]
+    assert not violations, f"axe violations on {page.url}:\n{json.dumps(summary, indent=2)}"
+
+
+def screenshot(page: Page, name: str) -> Path:
+    """Save a full-page screenshot under test-artifacts/screenshots for people to look at."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def sign_in_with_form(page: Page, base_url: str, username: str, password: str,
+                      next_path: str | None = None) -> None:
+    """Sign in as a person would: the start page's button (or a protected page's redirect),
+    then the provider's login form."""
+    if next_path is None:
+        page.goto(f"{base_url}/")
+        page.get_by_role("link", name="Sign in with your company account").click()
+    else:
+        page.goto(f"{base_url}{next_path}")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{base_url}/**")
