@@ -13,7 +13,6 @@ from portal.auth.models import Person
 from portal.auth.sessions import DatabaseSessionInterface
 from portal.db import db
 
-
 # Endpoints that must answer even when sessions cannot be read.
 UNGUARDED = frozenset({"core.healthz", "core.readyz", "static"})
 
