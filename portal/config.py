@@ -7,12 +7,14 @@ misconfigured consent portal that starts anyway is worse than one that does not 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import difflib
 import json
 import os
 import secrets
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,7 +31,7 @@ ENV_PREFIX = "PORTAL_"
 INSTANCE_FILE = "portal.toml"
 ROLES = ("hr", "dpo", "admin")
 # Settings whose values must never appear in an error message or a log line.
-SECRET_SETTINGS = frozenset({"SECRET_KEY", "OIDC_CLIENT_SECRET"})
+SECRET_SETTINGS = frozenset({"SECRET_KEY", "OIDC_CLIENT_SECRET", "MASTER_KEY"})
 
 
 class ConfigError(Exception):
@@ -48,6 +50,9 @@ class Settings(BaseModel):
     DATABASE_URL: str = ""
     SECRET_KEY: str = ""
     DEMO: bool = False
+    # 32 random bytes, base64: wraps every data key of the vault (envelope encryption).
+    # Generate with `python -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())'`
+    MASTER_KEY: str = ""
     # Where the portal is reached, used to build absolute URLs outside a request (mail, CLI).
     BASE_URL: str = "http://127.0.0.1:5000"
 
@@ -80,6 +85,19 @@ class Settings(BaseModel):
         if value and len(value) < 32:
             raise ValueError("must be at least 32 characters; generate one with "
                              "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`")
+        return value
+
+    @field_validator("MASTER_KEY")
+    @classmethod
+    def _is_32_bytes_base64(cls, value: str) -> str:
+        if not value:
+            return value
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("must be base64 (32 random bytes)") from None
+        if len(raw) != 32:
+            raise ValueError(f"must decode to 32 bytes, not {len(raw)}")
         return value
 
     @field_validator("OIDC_ISSUER", "BASE_URL")
@@ -131,7 +149,7 @@ class Settings(BaseModel):
                 raise ValueError("PORTAL_DEMO is on and PORTAL_OIDC_ISSUER is set: demo mode "
                                  "uses its own identity provider; turn one of them off")
             return self
-        missing = [name for name in ("SECRET_KEY", "OIDC_ISSUER", "OIDC_CLIENT_ID",
+        missing = [name for name in ("SECRET_KEY", "MASTER_KEY", "OIDC_ISSUER", "OIDC_CLIENT_ID",
                                      "OIDC_CLIENT_SECRET") if not getattr(self, name)]
         if missing:
             raise ValueError("missing " + ", ".join(ENV_PREFIX + name for name in missing)
@@ -194,13 +212,15 @@ def read_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     return {name: _parse_env_value(name, environ[ENV_PREFIX + name]) for name in names}
 
 
-def _demo_secret_key(instance_path: Path) -> str:
-    """Return the demo's own secret key, made once and kept in the instance folder."""
-    path = instance_path / "demo-secret-key"
+def _demo_secret(instance_path: Path, name: str, make: Callable[[], str]) -> str:
+    """Return one of the demo's own secrets, made once and kept in the instance folder."""
+    path = instance_path / name
     if not path.exists():
         instance_path.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
+        # Created with its final mode, so the secret is never readable by others.
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(make())
     return path.read_text().strip()
 
 
@@ -218,8 +238,14 @@ def load_settings(
         values.update(override)
     if not values.get("DATABASE_URL"):
         values["DATABASE_URL"] = f"sqlite:///{instance_path / 'portal.sqlite3'}"
-    if values.get("DEMO") and not values.get("SECRET_KEY"):
-        values["SECRET_KEY"] = _demo_secret_key(instance_path)
+    if values.get("DEMO") is True:
+        if not values.get("SECRET_KEY"):
+            values["SECRET_KEY"] = _demo_secret(instance_path, "demo-secret-key",
+                                                lambda: secrets.token_urlsafe(48))
+        if not values.get("MASTER_KEY"):
+            values["MASTER_KEY"] = _demo_secret(
+                instance_path, "demo-master-key",
+                lambda: base64.b64encode(secrets.token_bytes(32)).decode())
     try:
         return Settings(**values)
     except ValidationError as exc:

@@ -37,6 +37,8 @@ BACKENDS = ("sqlite", "postgresql")
 CLIENT_ID = "consent-portal"
 CLIENT_SECRET = "test-client-secret-that-is-long-enough"  # only ever on 127.0.0.1
 PASSWORD = "correct horse battery staple"
+# A fixed master key for tests only (base64 of 32 bytes); never used outside the test run.
+TEST_MASTER_KEY = "dGVzdC1tYXN0ZXIta2V5LW9ubHktZm9yLXRlc3RzISE="
 ROLE_MAP = {"hr": ["people-ops"], "dpo": ["privacy-office"], "admin": ["privacy-admin"]}
 
 
@@ -96,6 +98,7 @@ def _settings(database_url: str, issuer: str, base_url: str) -> dict[str, Any]:
     return {
         "DATABASE_URL": database_url,
         "SECRET_KEY": "test-secret-key-" + "x" * 32,
+        "MASTER_KEY": TEST_MASTER_KEY,
         "OIDC_ISSUER": issuer,
         "OIDC_CLIENT_ID": CLIENT_ID,
         "OIDC_CLIENT_SECRET": CLIENT_SECRET,

@@ -10,6 +10,7 @@ from portal.config import ConfigError, load_settings
 
 GOOD = {
     "PORTAL_SECRET_KEY": "s" * 40,
+    "PORTAL_MASTER_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
     "PORTAL_OIDC_ISSUER": "https://login.example.com/realms/staff",
     "PORTAL_OIDC_CLIENT_ID": "consent-portal",
     "PORTAL_OIDC_CLIENT_SECRET": "client-secret-value",
@@ -50,6 +51,8 @@ def test_role_map_from_json(tmp_path: Path) -> None:
     ({"PORTAL_OIDC_ROLES_CLAIM": "realm_access..roles"}, "PORTAL_OIDC_ROLES_CLAIM: must be a"),
     ({"PORTAL_OIDC_ALGORITHMS": "RS256 none"}, "may not contain 'none'"),
     ({"PORTAL_DEMO": "maybe"}, "PORTAL_DEMO: expected 1/0"),
+    ({"PORTAL_MASTER_KEY": "not base64!"}, "PORTAL_MASTER_KEY: must be base64"),
+    ({"PORTAL_MASTER_KEY": "c2hvcnQ="}, "PORTAL_MASTER_KEY: must decode to 32 bytes, not 5"),
     ({"PORTAL_DEMO": "1"}, "PORTAL_DEMO is on and PORTAL_OIDC_ISSUER is set"),
     ({"PORTAL_SESSION_IDLE_MINUTES": "0"}, "PORTAL_SESSION_IDLE_MINUTES"),
 ])
@@ -64,7 +67,7 @@ def test_missing_provider_settings_are_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(tmp_path, {})
     assert str(caught.value) == (
-        "missing PORTAL_SECRET_KEY, PORTAL_OIDC_ISSUER, PORTAL_OIDC_CLIENT_ID, "
+        "missing PORTAL_SECRET_KEY, PORTAL_MASTER_KEY, PORTAL_OIDC_ISSUER, PORTAL_OIDC_CLIENT_ID, "
         "PORTAL_OIDC_CLIENT_SECRET (or set PORTAL_DEMO=1 for the demo)")
 
 
@@ -85,7 +88,9 @@ def test_demo_needs_no_secrets_and_keeps_its_key(tmp_path: Path) -> None:
     second = load_settings(tmp_path, {"PORTAL_DEMO": "yes"})
     assert first.DEMO and len(first.SECRET_KEY) >= 32
     assert first.SECRET_KEY == second.SECRET_KEY
-    assert (tmp_path / "demo-secret-key").stat().st_mode & 0o777 == 0o600
+    assert first.MASTER_KEY == second.MASTER_KEY
+    for name in ("demo-secret-key", "demo-master-key"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o600
 
 
 def test_portal_refuses_to_start_with_a_clear_message(tmp_path: Path) -> None:

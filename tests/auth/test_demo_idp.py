@@ -113,7 +113,7 @@ def portal(empty_database: str, tmp_path: Path,
 
 
 @pytest.fixture
-def browser() -> Iterator[requests.Session]:
+def http_client() -> Iterator[requests.Session]:
     with requests.Session() as session:
         yield session
 
@@ -203,13 +203,13 @@ def authorize_url(portal: DemoPortal, flow: Flow, **changes: str | None) -> str:
         {name: value for name, value in query.items() if value is not None})
 
 
-def sign_in_at_provider(browser: requests.Session, portal: DemoPortal, flow: Flow,
+def sign_in_at_provider(http_client: requests.Session, portal: DemoPortal, flow: Flow,
                         name: str) -> dict[str, str]:
     """Choose ``name`` on the demo sign-in page; return the callback's query, unfollowed."""
-    page = browser.get(authorize_url(portal, flow), timeout=TIMEOUT)
+    page = http_client.get(authorize_url(portal, flow), timeout=TIMEOUT)
     assert page.status_code == 200, page.text
     form = form_with_button(page.text, f"Sign in as {name}")
-    answer = browser.post(urljoin(page.url, form.action), data=form.inputs,
+    answer = http_client.post(urljoin(page.url, form.action), data=form.inputs,
                           allow_redirects=False, timeout=TIMEOUT)
     assert answer.status_code == 302, answer.text
     location = answer.headers["Location"]
@@ -240,8 +240,8 @@ def find_person(app: Flask, subject: str) -> Person | None:
 # --- through the portal ----------------------------------------------------------------------
 
 def test_sign_in_as_hr_through_the_portal_and_sign_out(portal: DemoPortal,
-                                                        browser: requests.Session) -> None:
-    page = browser.get(f"{portal.url}/auth/login", timeout=TIMEOUT)
+                                                        http_client: requests.Session) -> None:
+    page = http_client.get(f"{portal.url}/auth/login", timeout=TIMEOUT)
     assert page.status_code == 200
     assert urlsplit(page.url).path == "/demo-idp/authorize"
     assert "Choose a demo person to sign in as" in page.text
@@ -250,7 +250,7 @@ def test_sign_in_as_hr_through_the_portal_and_sign_out(portal: DemoPortal,
 
     form = form_with_button(page.text, "Sign in as Chris Okafor")
     assert form.method == "post" and form.inputs["csrf_token"]
-    dashboard = browser.post(urljoin(page.url, form.action), data=form.inputs, timeout=TIMEOUT)
+    dashboard = http_client.post(urljoin(page.url, form.action), data=form.inputs, timeout=TIMEOUT)
 
     assert dashboard.status_code == 200
     assert paths(dashboard) == ["/demo-idp/authorize", "/auth/callback"]
@@ -264,11 +264,11 @@ def test_sign_in_as_hr_through_the_portal_and_sign_out(portal: DemoPortal,
     assert person.roles == ["hr"]
     assert person.email == "chris.okafor@example.com"
 
-    old_cookie = browser.cookies.get(COOKIE_NAME)
+    old_cookie = http_client.cookies.get(COOKIE_NAME)
     assert old_cookie
-    confirm = browser.get(f"{portal.url}/auth/logout", timeout=TIMEOUT)
+    confirm = http_client.get(f"{portal.url}/auth/logout", timeout=TIMEOUT)
     sign_out = form_with_button(confirm.text, "Sign out")
-    signed_out = browser.post(urljoin(confirm.url, sign_out.action), data=sign_out.inputs,
+    signed_out = http_client.post(urljoin(confirm.url, sign_out.action), data=sign_out.inputs,
                               timeout=TIMEOUT)
     assert paths(signed_out) == ["/auth/logout", "/demo-idp/end-session"]
     assert signed_out.url == f"{portal.url}/"
@@ -284,17 +284,17 @@ def test_sign_in_as_hr_through_the_portal_and_sign_out(portal: DemoPortal,
 
 
 def test_fresh_sign_in_shows_the_page_again(portal: DemoPortal,
-                                             browser: requests.Session) -> None:
-    page = browser.get(f"{portal.url}/auth/login", timeout=TIMEOUT)
+                                             http_client: requests.Session) -> None:
+    page = http_client.get(f"{portal.url}/auth/login", timeout=TIMEOUT)
     form = form_with_button(page.text, "Sign in as Dana Novak")
-    browser.post(urljoin(page.url, form.action), data=form.inputs, timeout=TIMEOUT)
+    http_client.post(urljoin(page.url, form.action), data=form.inputs, timeout=TIMEOUT)
 
-    again = browser.get(f"{portal.url}/auth/login?max_age=0&next=/", timeout=TIMEOUT)
+    again = http_client.get(f"{portal.url}/auth/login?max_age=0&next=/", timeout=TIMEOUT)
     assert urlsplit(again.url).path == "/demo-idp/authorize"
     assert query_of(again.url)["max_age"] == "0"
     assert "asked to confirm who is signing in" in again.text
     form = form_with_button(again.text, "Sign in as Dana Novak")
-    dashboard = browser.post(urljoin(again.url, form.action), data=form.inputs,
+    dashboard = http_client.post(urljoin(again.url, form.action), data=form.inputs,
                              timeout=TIMEOUT)
     assert dashboard.url == f"{portal.url}/"
     assert "Hello, Dana Novak" in dashboard.text
@@ -330,10 +330,10 @@ def test_discovery_document(portal: DemoPortal) -> None:
 
 
 def test_id_token_is_rs256_signed_and_verifies_with_the_jwks(
-        portal: DemoPortal, browser: requests.Session) -> None:
+        portal: DemoPortal, http_client: requests.Session) -> None:
     flow = Flow()
     before = int(time.time())
-    callback = sign_in_at_provider(browser, portal, flow, "Dana Novak")
+    callback = sign_in_at_provider(http_client, portal, flow, "Dana Novak")
     assert callback["state"] == flow.state
     response = redeem(portal, callback["code"], flow.verifier)
     assert response.status_code == 200, response.text
@@ -389,9 +389,9 @@ def test_signing_key_is_kept_private_and_reused(portal: DemoPortal) -> None:
     pytest.param({"code_challenge_method": None}, id="method-missing"),
 ])
 def test_authorization_without_s256_pkce_is_refused(portal: DemoPortal,
-                                                    browser: requests.Session,
+                                                    http_client: requests.Session,
                                                     pkce: dict[str, str | None]) -> None:
-    response = browser.get(authorize_url(portal, Flow(), **pkce), allow_redirects=False,
+    response = http_client.get(authorize_url(portal, Flow(), **pkce), allow_redirects=False,
                            timeout=TIMEOUT)
     assert response.status_code == 302
     assert response.headers["Location"].startswith(portal.callback + "?")
@@ -400,9 +400,9 @@ def test_authorization_without_s256_pkce_is_refused(portal: DemoPortal,
     assert "code" not in answer
 
 
-def test_wrong_code_verifier_is_refused(portal: DemoPortal, browser: requests.Session) -> None:
+def test_wrong_code_verifier_is_refused(portal: DemoPortal, http_client: requests.Session) -> None:
     flow = Flow()
-    callback = sign_in_at_provider(browser, portal, flow, "Alex Morgan")
+    callback = sign_in_at_provider(http_client, portal, flow, "Alex Morgan")
     response = redeem(portal, callback["code"], Flow().verifier)
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_grant"
@@ -411,9 +411,9 @@ def test_wrong_code_verifier_is_refused(portal: DemoPortal, browser: requests.Se
 
 
 def test_code_is_redeemed_once_and_a_replay_revokes_its_tokens(
-        portal: DemoPortal, browser: requests.Session) -> None:
+        portal: DemoPortal, http_client: requests.Session) -> None:
     flow = Flow()
-    callback = sign_in_at_provider(browser, portal, flow, "Bea Schmidt")
+    callback = sign_in_at_provider(http_client, portal, flow, "Bea Schmidt")
     first = redeem(portal, callback["code"], flow.verifier)
     assert first.status_code == 200
     access_token = first.json()["access_token"]
@@ -427,9 +427,9 @@ def test_code_is_redeemed_once_and_a_replay_revokes_its_tokens(
 
 
 def test_racing_redemptions_of_one_code_succeed_once(portal: DemoPortal,
-                                                      browser: requests.Session) -> None:
+                                                      http_client: requests.Session) -> None:
     flow = Flow()
-    callback = sign_in_at_provider(browser, portal, flow, "Eli Laurent")
+    callback = sign_in_at_provider(http_client, portal, flow, "Eli Laurent")
     start = threading.Barrier(4)
     statuses: list[int] = []
 
@@ -446,17 +446,17 @@ def test_racing_redemptions_of_one_code_succeed_once(portal: DemoPortal,
 
 
 def test_token_request_needs_the_client_secret(portal: DemoPortal,
-                                               browser: requests.Session) -> None:
+                                               http_client: requests.Session) -> None:
     flow = Flow()
-    callback = sign_in_at_provider(browser, portal, flow, "Alex Morgan")
+    callback = sign_in_at_provider(http_client, portal, flow, "Alex Morgan")
     response = redeem(portal, callback["code"], flow.verifier, secret="guessed-secret")
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_client"
 
 
 def test_foreign_redirect_uri_gets_a_page_not_a_redirect(portal: DemoPortal,
-                                                         browser: requests.Session) -> None:
-    response = browser.get(
+                                                         http_client: requests.Session) -> None:
+    response = http_client.get(
         authorize_url(portal, Flow(), redirect_uri="https://attacker.example/callback"),
         allow_redirects=False, timeout=TIMEOUT)
     assert response.status_code == 400
@@ -465,18 +465,18 @@ def test_foreign_redirect_uri_gets_a_page_not_a_redirect(portal: DemoPortal,
 
 
 def test_prompt_none_answers_login_required(portal: DemoPortal,
-                                            browser: requests.Session) -> None:
-    response = browser.get(authorize_url(portal, Flow(), prompt="none"),
+                                            http_client: requests.Session) -> None:
+    response = http_client.get(authorize_url(portal, Flow(), prompt="none"),
                            allow_redirects=False, timeout=TIMEOUT)
     assert response.status_code == 302
     assert query_of(response.headers["Location"])["error"] == "login_required"
 
 
 def test_sign_in_form_needs_its_csrf_token(portal: DemoPortal,
-                                           browser: requests.Session) -> None:
-    page = browser.get(authorize_url(portal, Flow()), timeout=TIMEOUT)
+                                           http_client: requests.Session) -> None:
+    page = http_client.get(authorize_url(portal, Flow()), timeout=TIMEOUT)
     form = form_with_button(page.text, "Sign in as Alex Morgan")
-    response = browser.post(urljoin(page.url, form.action),
+    response = http_client.post(urljoin(page.url, form.action),
                             data={"sub": form.inputs["sub"]}, allow_redirects=False,
                             timeout=TIMEOUT)
     assert response.status_code == 400
@@ -484,12 +484,12 @@ def test_sign_in_form_needs_its_csrf_token(portal: DemoPortal,
 
 
 def test_end_session_redirects_only_into_the_portal(portal: DemoPortal,
-                                                    browser: requests.Session) -> None:
+                                                    http_client: requests.Session) -> None:
     flow = Flow()
-    callback = sign_in_at_provider(browser, portal, flow, "Alex Morgan")
+    callback = sign_in_at_provider(http_client, portal, flow, "Alex Morgan")
     tokens = redeem(portal, callback["code"], flow.verifier).json()
 
-    foreign = browser.get(f"{portal.issuer}/end-session", params={
+    foreign = http_client.get(f"{portal.issuer}/end-session", params={
         "id_token_hint": tokens["id_token"], "client_id": demo.CLIENT_ID,
         "post_logout_redirect_uri": "https://attacker.example/"},
         allow_redirects=False, timeout=TIMEOUT)
@@ -497,7 +497,7 @@ def test_end_session_redirects_only_into_the_portal(portal: DemoPortal,
     assert "You are signed out of the demo sign-in service" in foreign.text
     assert userinfo(portal, tokens["access_token"]).status_code == 401
 
-    home = browser.get(f"{portal.issuer}/end-session", params={
+    home = http_client.get(f"{portal.issuer}/end-session", params={
         "id_token_hint": tokens["id_token"], "client_id": demo.CLIENT_ID,
         "post_logout_redirect_uri": f"{portal.url}/", "state": "s1"},
         allow_redirects=False, timeout=TIMEOUT)
@@ -506,12 +506,12 @@ def test_end_session_redirects_only_into_the_portal(portal: DemoPortal,
 
 
 def test_end_session_without_proof_asks_first(portal: DemoPortal,
-                                              browser: requests.Session) -> None:
-    page = browser.get(f"{portal.issuer}/end-session", params={
+                                              http_client: requests.Session) -> None:
+    page = http_client.get(f"{portal.issuer}/end-session", params={
         "post_logout_redirect_uri": f"{portal.url}/"}, allow_redirects=False, timeout=TIMEOUT)
     assert page.status_code == 200
     form = form_with_button(page.text, "Sign out of the demo sign-in service")
-    done = browser.post(urljoin(page.url, form.action), data=form.inputs,
+    done = http_client.post(urljoin(page.url, form.action), data=form.inputs,
                         allow_redirects=False, timeout=TIMEOUT)
     assert done.status_code == 200
     assert "You are signed out of the demo sign-in service" in done.text
@@ -530,7 +530,7 @@ def test_demo_people_command_lists_people_and_roles(portal: DemoPortal) -> None:
 
 
 def test_demo_seed_records_the_people_once(portal: DemoPortal,
-                                           browser: requests.Session) -> None:
+                                           http_client: requests.Session) -> None:
     runner = portal.app.test_cli_runner()
     first = runner.invoke(args=["demo", "seed"])
     assert first.exit_code == 0, first.output
@@ -540,9 +540,9 @@ def test_demo_seed_records_the_people_once(portal: DemoPortal,
     assert seeded is not None
     assert (seeded.roles, seeded.last_sign_in_at) == (["dpo"], None)
 
-    page = browser.get(f"{portal.url}/auth/login", timeout=TIMEOUT)
+    page = http_client.get(f"{portal.url}/auth/login", timeout=TIMEOUT)
     form = form_with_button(page.text, "Sign in as Dana Novak")
-    browser.post(urljoin(page.url, form.action), data=form.inputs, timeout=TIMEOUT)
+    http_client.post(urljoin(page.url, form.action), data=form.inputs, timeout=TIMEOUT)
     signed_in = find_person(portal.app, "demo-dana")
     assert signed_in is not None
     assert signed_in.id == seeded.id
@@ -577,3 +577,26 @@ def test_client_secret_is_derived_from_the_secret_key(tmp_path: Path,
     stored = "".join(path.read_text() for path in (tmp_path / "instance").iterdir()
                      if path.is_file() and path.suffix != ".sqlite3")
     assert not any(secret in stored for secret in secrets_seen)
+
+
+def test_demo_sign_in_in_chromium_is_accessible(portal: DemoPortal, browser: Any) -> None:
+    from tests.support.browser import assert_accessible, screenshot
+
+    context = browser.new_context(base_url=portal.url, locale="en-GB")
+    page = context.new_page()
+    page.goto("/")
+    assert page.get_by_text("This is a demonstration.").is_visible()
+    assert_accessible(page)
+    page.get_by_role("link", name="Sign in with your company account").click()
+    page.wait_for_url(f"{portal.issuer}/**")
+    assert_accessible(page)
+    screenshot(page, "demo-sign-in")
+    page.get_by_role("button", name="Sign in as Dana Novak").click()
+    page.wait_for_url(f"{portal.url}/")
+    assert page.get_by_role("heading", level=1).inner_text() == "Hello, Dana Novak"
+    assert "Data protection officer" in page.locator(".summary-list").inner_text()
+    # The demo is never silent: the banner is on every page, signed in too.
+    assert page.get_by_text("This is a demonstration.").is_visible()
+    assert_accessible(page)
+    screenshot(page, "demo-dashboard")
+    context.close()
