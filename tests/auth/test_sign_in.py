@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import pytest
@@ -207,3 +208,34 @@ def test_open_redirect_after_sign_in_is_refused(client: FlaskClient, sign_in: Si
     callback = sign_in.callback_url(client, "alex", next="https://evil.example/")
     response = sign_in.finish(client, callback)
     assert response.headers["Location"] == "/"
+
+
+@pytest.fixture(scope="module")
+def thin_id_token_provider() -> Any:
+    """A provider whose ID tokens carry only the subject: the rest is at userinfo."""
+    from tests.conftest import ACCOUNTS as accounts
+    from tests.conftest import CLIENT_ID, CLIENT_SECRET
+    from tests.support.oidc_provider import OIDCProvider
+
+    client = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+              "redirect_uris": ["http://localhost/auth/callback"],
+              "token_endpoint_auth_method": "client_secret_basic"}
+    with OIDCProvider([client], [a.provider_entry() for a in accounts.values()],
+                      userinfo_only=True) as provider:
+        yield provider
+
+
+def test_claims_missing_from_the_id_token_come_from_userinfo(
+        settings: dict[str, Any], thin_id_token_provider: Any, tmp_path: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from portal import create_app
+
+    monkeypatch.setenv("PORTAL_INSTANCE_PATH", str(tmp_path))
+    app = create_app(settings | {"OIDC_ISSUER": thin_id_token_provider.issuer})
+    client = app.test_client()
+    sign_in = SignIn(app)
+    callback = sign_in.callback_url(client, "dana")
+    assert sign_in.finish(client, callback).status_code == 302
+    [person] = _people(app)
+    assert (person.name, person.email, person.department, person.roles) == (
+        "Dana Novak", "dana@example.com", "Legal & Privacy", ["dpo"])
