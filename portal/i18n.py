@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Flask, current_app, request, session
-from flask_babel import Babel, get_locale
+from flask import Flask, current_app, has_request_context, request, session
+from flask_babel import Babel, format_date, format_datetime, get_locale
 from flask_login import current_user
 
 #: Languages with a complete translation; the first is the fallback.
@@ -14,7 +14,9 @@ TRANSLATIONS = Path(__file__).resolve().parent.parent / "translations"
 
 
 def select_locale() -> str:
-    """Pick the language of this request."""
+    """Pick the language of this request (commands speak the default language)."""
+    if not has_request_context():
+        return str(current_app.config["DEFAULT_LOCALE"])
     if current_user and current_user.is_authenticated and current_user.locale in LANGUAGES:
         return str(current_user.locale)
     chosen = session.get("locale")
@@ -25,6 +27,8 @@ def select_locale() -> str:
 
 def select_timezone() -> str:
     """Pick the time zone dates are shown in."""
+    if not has_request_context():
+        return str(current_app.config["DEFAULT_TIMEZONE"])
     if current_user and current_user.is_authenticated and current_user.timezone:
         return str(current_user.timezone)
     return str(current_app.config["DEFAULT_TIMEZONE"])
@@ -40,4 +44,5 @@ def init_app(app: Flask) -> None:
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(TRANSLATIONS)
     app.config["BABEL_DEFAULT_LOCALE"] = app.config["DEFAULT_LOCALE"]
     Babel(app, locale_selector=select_locale, timezone_selector=select_timezone)
-    app.jinja_env.globals.update(current_locale=current_locale, LANGUAGES=LANGUAGES)
+    app.jinja_env.globals.update(current_locale=current_locale, LANGUAGES=LANGUAGES,
+                                 format_datetime=format_datetime, format_date=format_date)

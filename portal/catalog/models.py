@@ -15,6 +15,7 @@ from sqlalchemy import (
     CheckConstraint,
     Enum,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -112,4 +113,41 @@ class CategoryNotice(Base):
     material_reason: Mapped[str] = mapped_column(Text, default="")
 
     notice_version: Mapped[NoticeVersion] = relationship(back_populates="sections")
+    category: Mapped[Category] = relationship()
+
+
+class ObjectionState(enum.StrEnum):
+    """Where an objection stands (the DPO workflow of issue 7 adds its decisions)."""
+
+    RECEIVED = "received"
+
+
+class Objection(Base):
+    """A person's objection (GDPR Art. 21) to a category that does not rest on consent.
+
+    The person writes why; the data protection officer must answer by ``due_at``, one
+    calendar month after ``filed_at`` (GDPR Art. 12(3)).
+    """
+
+    __tablename__ = "objection"
+    __table_args__ = (
+        CheckConstraint("state IN ('received')", name="state_known"),
+        CheckConstraint("due_at > filed_at", name="due_after_filing"),
+        Index("ix_objection_person_id_category_key", "person_id", "category_key"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id"))
+    category_key: Mapped[str] = mapped_column(ForeignKey("category.key"))
+    # The notice the person read when objecting, so the DPO answers the text they saw.
+    notice_version_id: Mapped[int] = mapped_column(ForeignKey("notice_version.id"))
+    reason: Mapped[str] = mapped_column(Text)
+    state: Mapped[ObjectionState] = mapped_column(
+        Enum(ObjectionState, native_enum=False, length=32, validate_strings=True,
+             create_constraint=False,
+             values_callable=lambda members: [member.value for member in members]),
+        default=ObjectionState.RECEIVED)
+    filed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
     category: Mapped[Category] = relationship()

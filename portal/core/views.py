@@ -11,8 +11,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.wrappers import Response
 
 from portal.auth.views import safe_next
+from portal.catalog.service import current_notice, list_categories_for
 from portal.core.forms import LocaleForm
 from portal.db import db, ping
+from portal.i18n import current_locale
 
 bp = Blueprint("core", __name__)
 log = logging.getLogger(__name__)
@@ -23,7 +25,9 @@ def dashboard() -> str:
     """Show the signed-in person their overview, or explain the portal to a visitor."""
     if not current_user.is_authenticated:
         return render_template("core/welcome.html")
-    return render_template("core/dashboard.html")
+    entries = list_categories_for(current_user, current_locale())
+    return render_template("core/dashboard.html", entries=entries, notice=current_notice(),
+                           held_anything=any(entry.held for entry in entries))
 
 
 @bp.post("/locale")

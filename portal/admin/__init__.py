@@ -1,0 +1,1 @@
+"""The privacy admin's pages: notice versions and their publication."""
