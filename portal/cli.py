@@ -105,7 +105,13 @@ def fill_source_language() -> None:
     with path.open("rb") as handle:
         catalog = read_po(handle)
     for message in catalog:
-        if message.id and not message.string:
+        if not message.id:
+            continue
+        if isinstance(message.id, tuple | list):
+            # A plural: the empty translation is a tuple of empty strings, which is truthy.
+            if not all(message.string):
+                message.string = tuple(message.id)
+        elif not message.string:
             message.string = message.id
     with path.open("wb") as handle:
         write_po(handle, catalog, width=100)
@@ -138,7 +144,10 @@ def translations_check() -> None:
 
 def init_app(app: Flask) -> None:
     """Attach the project's command groups to ``app``."""
+    from portal.vault.cli import vault_group
+
     app.cli.add_command(db_group)
+    app.cli.add_command(vault_group)
     if app.config["DEMO"]:
         from portal.auth.demo import demo_group
 

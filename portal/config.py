@@ -56,6 +56,10 @@ class Settings(BaseModel):
     # Where the portal is reached, used to build absolute URLs outside a request (mail, CLI).
     BASE_URL: str = "http://127.0.0.1:5000"
 
+    # The receipt signing key (a private JWK, P-256). Empty: made on first use in the instance
+    # folder. With several hosts, point every one at the same key file.
+    RECEIPT_KEY_FILE: str = ""
+
     OIDC_ISSUER: str = ""
     OIDC_CLIENT_ID: str = ""
     OIDC_CLIENT_SECRET: str = ""
