@@ -33,7 +33,7 @@ $(VENV)/.installed-test: pyproject.toml tests/idp/package-lock.json tests/browse
 
 test: install-test
 	$(BIN)/portal translations compile
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 lint: install-test
 	$(BIN)/ruff check .

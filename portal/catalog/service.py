@@ -10,8 +10,10 @@ commits.
 from __future__ import annotations
 
 import calendar
+import copy
 import datetime as dt
 import difflib
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -51,6 +53,11 @@ from portal.consent.models import ConsentEvent, ConsentState, ConsentStatus
 from portal.consent.service import current_states, expire_consents_for_material_change
 from portal.db import db, utcnow
 from portal.i18n import LANGUAGES
+
+try:  # libyaml's loader when PyYAML was built with it: the pure-Python one is ten times slower.
+    from yaml import CSafeLoader as SafeLoader
+except ImportError:  # pragma: no cover - PyYAML without libyaml
+    from yaml import SafeLoader  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -195,19 +202,27 @@ def read_catalog_file(path: Path) -> CatalogDocument:
     return parse_catalog(source)
 
 
+
+
+@functools.lru_cache(maxsize=8)
+def _load_yaml(source: str) -> Any:
+    """Parse YAML once per distinct text (the shipped catalog is read at every load)."""
+    # A catalog never needs aliases (*name), and expanding them can blow up memory.
+    for event in yaml.parse(source, Loader=SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            line = event.start_mark.line + 1
+            raise CatalogError([f"The file uses a YAML alias at line {line}; write the "
+                                "value out instead."])
+    return yaml.load(source, Loader=SafeLoader)
+
+
 def parse_catalog(source: str) -> CatalogDocument:
     """Parse catalog YAML and check every rule.
 
     :raise CatalogError: with one line per problem, naming the category and the field.
     """
     try:
-        # A catalog never needs aliases (*name), and expanding them can blow up memory.
-        for event in yaml.parse(source, Loader=yaml.SafeLoader):
-            if isinstance(event, yaml.AliasEvent):
-                line = event.start_mark.line + 1
-                raise CatalogError([f"The file uses a YAML alias at line {line}; write the "
-                                    "value out instead."])
-        raw = yaml.safe_load(source)
+        raw = copy.deepcopy(_load_yaml(source))
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" at line {where.line + 1}, column {where.column + 1}" if where else ""

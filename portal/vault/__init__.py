@@ -1,0 +1,1 @@
+"""The vault: envelope encryption, per-person data keys, collected batches."""

@@ -1,0 +1,785 @@
+"""The vault's operations: consent-gated ingestion, reading one's own data, erasure, retention.
+
+Ingestion checks the batch, then consent, in the transaction that stores the batch and under
+a lock that a withdrawal must wait for: a batch is stored if and only if consent is current
+when it commits. Content is read back only for the person it is about
+(:func:`read_own_batches`); everyone else gets metadata (:func:`held_summary`).
+
+Functions here only flush; the request or the command commits once, so a crash leaves no
+partial batch behind.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema
+from flask import current_app
+from sqlalchemy import ColumnElement, delete, func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from portal.auth.models import Person
+from portal.catalog.models import Category
+from portal.consent.models import ConsentState, ConsentStatus
+from portal.consent.service import category_notice, current_notice_version
+from portal.db import db, utcnow
+from portal.vault import crypto
+from portal.vault.models import CollectedBatch, DataKey
+from portal.vault.validation import Check, compile_schema
+
+#: Limits of one batch. The API also caps the request body; these hold for every caller.
+MAX_EVENTS = 10_000
+MAX_CONTENT_BYTES = 8 * 1024 * 1024
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+#: Enough errors to fix a collector, few enough that a hostile body cannot make a huge answer.
+MAX_FIELD_ERRORS = 50
+#: How far in the future a batch may claim to end: collectors' clocks drift a little.
+CLOCK_SKEW = dt.timedelta(minutes=5)
+#: First half of the PostgreSQL advisory lock key that serialises retries of one idempotency
+#: key (the second half is a hash of the key); "VA" for vault.
+_IDEMPOTENCY_LOCK_SPACE = 0x5641
+#: How many data keys a master-key rotation re-wraps per locked chunk.
+_ROTATION_CHUNK = 500
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+class VaultError(Exception):
+    """The vault refused or could not do what was asked; the message says why."""
+
+
+class UnknownCategory(VaultError):
+    """The category is not in the catalog in force, so nothing may be collected for it."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"category {key!r} is not in the catalog in force")
+        self.key = key
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem with a batch: where and what is wrong.
+
+    ``path`` is a JSON path into the API's batch body (``$.events[3].x``), or the header
+    ``Idempotency-Key``.
+
+    Messages never repeat the submitted value: it may be exactly the content that must not
+    end up in a log.
+    """
+
+    path: str
+    message: str
+
+
+class BatchInvalid(VaultError):
+    """The batch breaks the category's event format or the batch rules; nothing was stored."""
+
+    def __init__(self, errors: Sequence[FieldError]) -> None:
+        super().__init__("; ".join(f"{error.path}: {error.message}" for error in errors))
+        self.errors = list(errors)
+
+
+class BatchTooLarge(VaultError):
+    """The batch has more events or bytes than one batch may hold; nothing was stored."""
+
+    def __init__(self, what: str, limit: int) -> None:
+        super().__init__(f"the batch has more than {limit} {what}; split it into smaller "
+                         "batches")
+        self.what = what
+        self.limit = limit
+
+
+class ConsentRequired(VaultError):
+    """The person's consent for the category is not current; nothing was stored.
+
+    ``state`` is the current state (``None``: never decided), so the caller can say whether
+    consent was withdrawn, refused, expired or never given.
+    """
+
+    def __init__(self, person_id: int, category_key: str, state: ConsentState | None) -> None:
+        super().__init__(f"no current consent of person {person_id} for {category_key} "
+                         f"({state.value if state else 'never given'})")
+        self.person_id = person_id
+        self.category_key = category_key
+        self.state = state
+
+
+class IdempotencyConflict(VaultError):
+    """The idempotency key was used before for a different batch; nothing was stored."""
+
+    def __init__(self, public_id: str) -> None:
+        super().__init__(f"this idempotency key was already used for batch {public_id}, with "
+                         "different content")
+        self.public_id = public_id
+
+
+class VaultIntegrityError(VaultError):
+    """Stored content does not open: wrong master key, a moved or altered row.
+
+    Never caught to carry on: a batch that does not authenticate is evidence of tampering or
+    of a misconfiguration, and either must stop the operation.
+    """
+
+
+# --- results ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What :func:`ingest_batch` did: stored a new batch, or recognised a retry."""
+
+    public_id: str
+    created: bool
+    event_count: int
+    received_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class DecryptedBatch:
+    """One batch as its subject reads it."""
+
+    public_id: str
+    category_key: str
+    collected_from: dt.datetime
+    collected_to: dt.datetime
+    received_at: dt.datetime
+    dss_level: int
+    events: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class HeldSummary:
+    """What is held about a person in one category, from metadata only.
+
+    ``dss_levels`` maps each DSS level to the number of events collected at that level.
+    """
+
+    batches: int
+    events: int
+    first: dt.datetime
+    last: dt.datetime
+    dss_levels: dict[int, int]
+
+
+@dataclass(frozen=True)
+class PurgedCategory:
+    """What a retention purge removed (or would remove) from one category."""
+
+    category_key: str
+    retention_days: int
+    cutoff: dt.datetime
+    batches: int
+    events: int
+    oldest: dt.datetime
+    newest: dt.datetime
+
+
+@dataclass(frozen=True)
+class RotationReport:
+    """What a master-key rotation did: which keys it re-wrapped, which it did not need to."""
+
+    old_key_id: str
+    new_key_id: str
+    rewrapped: int
+    already_new: int
+    destroyed: int
+
+
+# --- checking a batch ------------------------------------------------------------------------
+
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
+#: Longer than any RFC 3339 time; longer strings are refused before they reach the cache.
+_TIMESTAMP_MAX_LENGTH = 40
+_SIMPLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+def parse_timestamp(value: str) -> dt.datetime | None:
+    """Parse an RFC 3339 date-time with its offset (``2026-03-02T09:14:07.250Z``), else ``None``."""
+    if len(value) > _TIMESTAMP_MAX_LENGTH:
+        return None
+    return _parse_timestamp(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_timestamp(value: str) -> dt.datetime | None:
+    # Cached: the format check and the window check of the same event both parse its time.
+    match = _RFC3339.fullmatch(value)
+    if match is None:
+        return None
+    normalised = value.upper().replace("Z", "+00:00")
+    fraction = match.group(1)
+    if fraction and len(fraction) > 7:
+        # Python keeps microseconds; nanoseconds from a collector are cut, not refused.
+        normalised = normalised.replace(fraction.upper(), fraction[:7], 1)
+    try:
+        return dt.datetime.fromisoformat(normalised)
+    except ValueError:
+        return None
+
+
+#: jsonschema checks "date-time" only when an optional package is installed; the event
+#: schemas rely on it, so the vault brings its own strict check.
+FORMAT_CHECKER = jsonschema.FormatChecker()
+
+
+@FORMAT_CHECKER.checks("date-time")
+def _is_date_time(instance: object) -> bool:
+    return not isinstance(instance, str) or parse_timestamp(instance) is not None
+
+
+@functools.lru_cache(maxsize=64)
+def _validators(schema_json: str) -> tuple[jsonschema.Draft202012Validator, Check | None]:
+    """Return the full validator of a schema and its fast check (``None``: none possible).
+
+    Keyed by the schema's text, so a new notice version's schema is never served stale.
+    """
+    schema = json.loads(schema_json)
+    full = jsonschema.Draft202012Validator(schema, format_checker=FORMAT_CHECKER)
+    fast = compile_schema(schema, {"date-time": lambda value: parse_timestamp(value) is not None})
+    return full, fast
+
+
+def _member(name: str) -> str:
+    """Return a JSON path step for an object member named ``name``."""
+    if _SIMPLE_NAME.match(name):
+        return "." + name
+    return "[" + json.dumps(name[:64]) + "]"
+
+
+_TYPE_NAMES = {"string": "a string", "integer": "a whole number", "number": "a number",
+               "object": "an object", "array": "a list", "boolean": "true or false",
+               "null": "null"}
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    """Say what is wrong without quoting the submitted value."""
+    rule, expected = error.validator, error.validator_value
+    if rule == "type":
+        names = [expected] if isinstance(expected, str) else list(expected)
+        return "must be " + " or ".join(_TYPE_NAMES.get(name, name) for name in names)
+    if rule == "enum":
+        return "must be one of: " + ", ".join(json.dumps(value) for value in expected)
+    if rule == "const":
+        return f"must be {json.dumps(expected)}"
+    if rule == "format":
+        return ("must be a date and time with its time zone (RFC 3339), such as "
+                "2026-03-02T09:14:07Z")
+    messages = {
+        "maxLength": f"must be at most {expected} characters long",
+        "minLength": "must not be empty" if expected == 1
+        else f"must be at least {expected} characters long",
+        "pattern": f"must match the pattern {expected}",
+        "minimum": f"must be at least {expected}",
+        "maximum": f"must be at most {expected}",
+        "exclusiveMinimum": f"must be more than {expected}",
+        "exclusiveMaximum": f"must be less than {expected}",
+        "minItems": f"must hold at least {expected} items",
+        "maxItems": f"must hold at most {expected} items",
+        "uniqueItems": "must not repeat an item",
+    }
+    return messages.get(str(rule), f"does not have the format this category records ({rule})")
+
+
+def _field_errors(prefix: str, error: jsonschema.ValidationError) -> list[FieldError]:
+    """Turn one schema error into field errors, naming the missing or unexpected field."""
+    where = prefix + "".join(f"[{step}]" if isinstance(step, int) else _member(str(step))
+                             for step in error.absolute_path)
+    instance = error.instance
+    if error.validator == "required" and isinstance(instance, dict):
+        return [FieldError(where + _member(str(name)), "is required")
+                for name in error.validator_value if name not in instance]
+    if error.validator == "additionalProperties" and isinstance(instance, dict):
+        known = set(error.schema.get("properties", {}))
+        return [FieldError(where + _member(str(name)),
+                           "is not a field this category records")
+                for name in sorted(map(str, instance)) if name not in known]
+    return [FieldError(where, _message(error))]
+
+
+def _require_aware(name: str, value: object, errors: list[FieldError]) -> dt.datetime | None:
+    if not isinstance(value, dt.datetime):
+        errors.append(FieldError(f"$.{name}", "must be a date and time"))
+        return None
+    if value.tzinfo is None or value.utcoffset() is None:
+        errors.append(FieldError(f"$.{name}", "must include a time zone"))
+        return None
+    return value.astimezone(dt.UTC)
+
+
+def check_batch(category: Category, *, events: object, collected_from: object,
+                collected_to: object, dss_level: object, collector_id: int | None = None,
+                idempotency_key: str | None = None, now: dt.datetime | None = None) -> bytes:
+    """Check a batch against the batch rules and the category's event schema.
+
+    Returns the events as canonical JSON, the bytes that get encrypted. Every event is checked
+    (up to :data:`MAX_FIELD_ERRORS` problems), and its time ``t`` must lie within the batch's
+    collection window, so the dates a person is shown are the dates of the events.
+
+    :raise BatchInvalid: with a :class:`FieldError` per problem, paths as in the API body.
+    :raise BatchTooLarge: more than :data:`MAX_EVENTS` events or :data:`MAX_CONTENT_BYTES`.
+    """
+    now = now or utcnow()
+    errors: list[FieldError] = []
+    start = _require_aware("collected_from", collected_from, errors)
+    end = _require_aware("collected_to", collected_to, errors)
+    if start and end:
+        if start > end:
+            errors.append(FieldError("$.collected_to", "must not be before collected_from"))
+        if end > now + CLOCK_SKEW:
+            errors.append(FieldError("$.collected_to", "must not be in the future"))
+        elif end < now - dt.timedelta(days=category.retention_days):
+            # Storing it only to purge it would keep data longer than the notice promises.
+            errors.append(FieldError("$.collected_to", "is older than this category's "
+                                     f"retention period ({category.retention_days} days)"))
+    if isinstance(dss_level, bool) or not isinstance(dss_level, int) \
+            or not 1 <= dss_level <= 4:
+        errors.append(FieldError("$.dss_level", "must be a whole number from 1 to 4"))
+    if idempotency_key is not None:
+        if collector_id is None:
+            raise ValueError("an idempotency key belongs to a collector: give collector_id")
+        if not 1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH \
+                or not idempotency_key.isprintable() or not idempotency_key.isascii():
+            errors.append(FieldError("Idempotency-Key", "must be 1 to "
+                                     f"{MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII characters"))
+    if not isinstance(events, list):
+        raise BatchInvalid([*errors, FieldError("$.events", "must be a list of events")])
+    if not events:
+        raise BatchInvalid([*errors, FieldError("$.events", "must hold at least one event")])
+    if len(events) > MAX_EVENTS:
+        raise BatchTooLarge("events", MAX_EVENTS)
+    try:
+        plaintext = crypto.encode_events(events)
+    except (TypeError, ValueError, RecursionError):
+        raise BatchInvalid([*errors, FieldError("$.events", "must hold only JSON values "
+                                                "(no NaN or Infinity, not nested without "
+                                                "end)")]) from None
+    if len(plaintext) > MAX_CONTENT_BYTES:
+        raise BatchTooLarge("bytes of events", MAX_CONTENT_BYTES)
+
+    validator, fast = _validators(json.dumps(category.event_schema, sort_keys=True))
+    for index, event in enumerate(events):
+        if len(errors) >= MAX_FIELD_ERRORS:
+            break
+        prefix = f"$.events[{index}]"
+        event_errors = [] if fast is not None and fast(event) else [
+            found for error in validator.iter_errors(event)
+            for found in _field_errors(prefix, error)]
+        errors.extend(event_errors)
+        moment = event.get("t") if isinstance(event, dict) and not event_errors else None
+        if isinstance(moment, str) and start and end:
+            parsed = parse_timestamp(moment)
+            if parsed is not None and not start <= parsed <= end:
+                errors.append(FieldError(prefix + ".t", "must lie between collected_from and "
+                                         "collected_to"))
+    if errors:
+        raise BatchInvalid(errors[:MAX_FIELD_ERRORS])
+    return plaintext
+
+
+# --- keys ------------------------------------------------------------------------------------
+
+def configured_master_key() -> crypto.MasterKey:
+    """Return the master key from the configuration (``PORTAL_MASTER_KEY``)."""
+    value = current_app.config.get("MASTER_KEY") or ""
+    if not value:
+        raise VaultError("PORTAL_MASTER_KEY is not set: the vault cannot open or seal anything")
+    return crypto.MasterKey.from_base64(value)
+
+
+def _unwrap(master: crypto.MasterKey, key: DataKey) -> bytes:
+    if key.master_key_id != master.key_id:
+        raise VaultIntegrityError(
+            f"data key {key.id} is wrapped by master key {key.master_key_id}, but the "
+            f"configured master key is {master.key_id}: finish the master-key rotation "
+            "(`portal vault rotate-master-key`) or configure the key that wrapped it")
+    try:
+        return crypto.unwrap_data_key(master, key.wrapped_key, key_id=key.id,
+                                      person_id=key.person_id, category_key=key.category_key)
+    except crypto.DecryptionFailed as exc:
+        raise VaultIntegrityError(str(exc)) from exc
+
+
+def _live_key(person_id: int, category_key: str, *, lock: bool) -> DataKey | None:
+    statement = (select(DataKey)
+                 .where(DataKey.person_id == person_id, DataKey.category_key == category_key,
+                        DataKey.destroyed_at.is_(None))
+                 .execution_options(populate_existing=True))
+    if lock:
+        # A share lock: shredding (an UPDATE of this row) waits until the batch commits, and
+        # then deletes it with the rest; a key shredded first is no longer live here.
+        statement = statement.with_for_update(read=True)
+    return db.scalar(statement)
+
+
+def _data_key_for_writing(person_id: int, category_key: str) -> tuple[DataKey, bytes]:
+    """Return the live data key of (person, category) and its material, making it if needed."""
+    master = configured_master_key()
+    key = _live_key(person_id, category_key, lock=True)
+    if key is None:
+        key_id = str(uuid.uuid4())
+        material = crypto.new_data_key()
+        values = {"id": key_id, "person_id": person_id, "category_key": category_key,
+                  "master_key_id": master.key_id, "created_at": utcnow(),
+                  "wrapped_key": crypto.wrap_data_key(master, material, key_id=key_id,
+                                                      person_id=person_id,
+                                                      category_key=category_key)}
+        dialect = db.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        # Two first batches at once both try to make the key; the second one's insert does
+        # nothing (after waiting for the first to commit) and both use the same key.
+        db.execute(insert(DataKey).values(**values).on_conflict_do_nothing(
+            index_elements=["person_id", "category_key"],
+            index_where=DataKey.destroyed_at.is_(None)))
+        key = _live_key(person_id, category_key, lock=True)
+        if key is None:
+            raise VaultError(f"the data key of person {person_id} for {category_key} was "
+                             "destroyed while this batch was being stored; send it again")
+    return key, _unwrap(master, key)
+
+
+# --- ingestion -------------------------------------------------------------------------------
+
+def find_category(key: str) -> Category:
+    """Return the category ``key`` if the catalog in force lists it.
+
+    :raise UnknownCategory: never published, or left out of the current notice.
+    """
+    category = db.get(Category, key) if isinstance(key, str) else None
+    if category is None:
+        raise UnknownCategory(str(key))
+    _require_in_catalog(category)
+    return category
+
+
+def _require_in_catalog(category: Category) -> None:
+    notice = current_notice_version()
+    if notice is None or category_notice(category.key, notice.id) is None:
+        raise UnknownCategory(category.key)
+
+
+def _serialise_writers(person_id: int, category_key: str) -> None:
+    """On SQLite, take the database's write lock before reading anything the batch depends on.
+
+    pysqlite reads outside a transaction until the first write, so a withdrawal could commit
+    between the consent check and the insert. A write that changes nothing starts the
+    transaction and takes SQLite's single write lock: from here on, withdrawals wait for us.
+    PostgreSQL uses row locks instead (see :func:`_require_consent`).
+    """
+    if db.get_bind().dialect.name != "sqlite":
+        return
+    table = ConsentStatus.__table__
+    db.execute(update(table).where(table.c.person_id == person_id,
+                                   table.c.category_key == category_key)
+               .values(state=table.c.state))
+
+
+def _require_consent(person_id: int, category: Category) -> None:
+    """Refuse unless the person's consent allows collection now; hold it until commit.
+
+    ``FOR SHARE`` on the person's consent row: a withdrawal UPDATEs that row, so one that
+    committed earlier is seen here, one in progress is waited for and then seen, and one
+    arriving later waits until this batch has committed. Categories on another legal basis
+    need no consent row.
+    """
+    if not category.needs_consent:
+        return
+    state = db.scalar(select(ConsentStatus.state)
+                      .where(ConsentStatus.person_id == person_id,
+                             ConsentStatus.category_key == category.key)
+                      .with_for_update(read=True))
+    if state is None or not state.allows_collection:
+        raise ConsentRequired(person_id, category.key, state)
+
+
+def _lock_idempotency_key(collector_id: int, idempotency_key: str) -> None:
+    """Make retries of one key wait for each other (PostgreSQL; SQLite is already serial)."""
+    if db.get_bind().dialect.name != "postgresql":
+        return
+    digest = hashlib.sha256(f"{collector_id}\x00{idempotency_key}".encode()).digest()
+    db.execute(text("SELECT pg_advisory_xact_lock(:space, :key)"),
+               {"space": _IDEMPOTENCY_LOCK_SPACE,
+                "key": int.from_bytes(digest[:4], "big", signed=True)})
+
+
+def _replay(earlier: CollectedBatch, *, person_id: int, category_key: str, plaintext: bytes,
+            event_count: int, collected_from: dt.datetime, collected_to: dt.datetime,
+            dss_level: int) -> IngestResult:
+    """Answer a retry with the first batch, if it is the same batch.
+
+    The content is compared by decrypting the first batch, so that nothing derived from the
+    plaintext has to be stored for the comparison.
+    """
+    same = (earlier.person_id == person_id and earlier.category_key == category_key
+            and earlier.collected_from == collected_from
+            and earlier.collected_to == collected_to and earlier.dss_level == dss_level
+            and earlier.event_count == event_count)
+    key = db.get(DataKey, earlier.data_key_id)
+    # A shredded first batch cannot be compared; its metadata has to do.
+    if same and key is not None and not key.destroyed:
+        material = _unwrap(configured_master_key(), key)
+        same = _open(material, earlier) == plaintext
+    if not same:
+        raise IdempotencyConflict(earlier.public_id)
+    return IngestResult(earlier.public_id, created=False, event_count=earlier.event_count,
+                        received_at=earlier.received_at)
+
+
+def ingest_batch(person: Person, category: Category, *, events: object,
+                 collected_from: dt.datetime, collected_to: dt.datetime, dss_level: int,
+                 collector_id: int | None = None,
+                 idempotency_key: str | None = None) -> IngestResult:
+    """Check, consent-gate, encrypt and store one batch of ``person``'s events of ``category``.
+
+    Stored if and only if consent allows collection when the transaction commits (see
+    :func:`_require_consent`). A retry with the same ``(collector_id, idempotency_key)``
+    returns the first batch (``created`` false) without storing anything.
+
+    :raise BatchInvalid: the batch breaks a rule or the event schema (errors name the fields).
+    :raise BatchTooLarge: too many events or bytes.
+    :raise UnknownCategory: the category is not in the catalog in force.
+    :raise ConsentRequired: the category rests on consent and it is not current.
+    :raise IdempotencyConflict: the key was used for a different batch.
+    :raise VaultIntegrityError: the person's data key does not open with the master key.
+    """
+    _require_in_catalog(category)
+    plaintext = check_batch(category, events=events, collected_from=collected_from,
+                            collected_to=collected_to, dss_level=dss_level,
+                            collector_id=collector_id, idempotency_key=idempotency_key)
+    assert isinstance(events, list)
+    _serialise_writers(person.id, category.key)
+    if idempotency_key is not None:
+        assert collector_id is not None
+        _lock_idempotency_key(collector_id, idempotency_key)
+        earlier = db.scalar(select(CollectedBatch)
+                            .where(CollectedBatch.collector_id == collector_id,
+                                   CollectedBatch.idempotency_key == idempotency_key))
+        if earlier is not None:
+            return _replay(earlier, person_id=person.id, category_key=category.key,
+                           plaintext=plaintext, event_count=len(events),
+                           collected_from=collected_from, collected_to=collected_to,
+                           dss_level=dss_level)
+    _require_consent(person.id, category)
+    key, material = _data_key_for_writing(person.id, category.key)
+    public_id = str(uuid.uuid4())
+    sealed = crypto.seal_batch(material, plaintext, batch_id=public_id, person_id=person.id,
+                               category_key=category.key)
+    batch = CollectedBatch(
+        public_id=public_id, person_id=person.id, category_key=category.key,
+        data_key_id=key.id, collector_id=collector_id, idempotency_key=idempotency_key,
+        collected_from=collected_from, collected_to=collected_to, received_at=utcnow(),
+        dss_level=dss_level, event_count=len(events), compressed_size=sealed.compressed_size,
+        nonce=sealed.nonce, ciphertext=sealed.ciphertext)
+    db.add(batch)
+    db.flush()
+    return IngestResult(public_id, created=True, event_count=batch.event_count,
+                        received_at=batch.received_at)
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+def _open(material: bytes, batch: CollectedBatch) -> bytes:
+    try:
+        return crypto.open_batch(material, batch.nonce, batch.ciphertext,
+                                 batch_id=batch.public_id, person_id=batch.person_id,
+                                 category_key=batch.category_key, max_size=MAX_CONTENT_BYTES)
+    except crypto.DecryptionFailed as exc:
+        raise VaultIntegrityError(str(exc)) from exc
+
+
+def _window(since: dt.datetime | None, until: dt.datetime | None) -> list[ColumnElement[bool]]:
+    """Return the criteria for batches whose collection window overlaps [since, until]."""
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.tzinfo is None:
+            raise ValueError(f"{name} must be timezone-aware")
+    criteria: list[ColumnElement[bool]] = []
+    if since is not None:
+        criteria.append(CollectedBatch.collected_to >= since)
+    if until is not None:
+        criteria.append(CollectedBatch.collected_from <= until)
+    return criteria
+
+
+def read_own_batches(subject: Person, category_key: str | None = None, *,
+                     since: dt.datetime | None = None,
+                     until: dt.datetime | None = None) -> Iterator[DecryptedBatch]:
+    """Decrypt and yield the signed-in person's own batches, oldest first.
+
+    ``subject`` must be the person reading: there is deliberately no way to read another
+    person's content (DESIGN principle 2). Batches whose key was shredded are gone and are
+    not yielded; ``since``/``until`` select batches whose collection window overlaps them.
+
+    :raise VaultIntegrityError: a batch does not open (wrong master key, moved or altered).
+    """
+    criteria = _window(since, until)
+    key_query = select(DataKey).where(DataKey.person_id == subject.id,
+                                      DataKey.destroyed_at.is_(None))
+    if category_key is not None:
+        key_query = key_query.where(DataKey.category_key == category_key)
+    keys = {key.id: key for key in db.scalars(key_query)}
+    if not keys:
+        return
+    master = configured_master_key()
+    materials: dict[str, bytes] = {}
+    batches = db.scalars(
+        select(CollectedBatch)
+        .where(CollectedBatch.person_id == subject.id,
+               CollectedBatch.data_key_id.in_(list(keys)), *criteria)
+        .order_by(CollectedBatch.collected_from, CollectedBatch.id)
+        .execution_options(yield_per=100))
+    for batch in batches:
+        if batch.data_key_id not in materials:
+            materials[batch.data_key_id] = _unwrap(master, keys[batch.data_key_id])
+        events = json.loads(_open(materials[batch.data_key_id], batch))
+        yield DecryptedBatch(batch.public_id, batch.category_key, batch.collected_from,
+                             batch.collected_to, batch.received_at, batch.dss_level, events)
+
+
+def held_summary(person_id: int) -> dict[str, HeldSummary]:
+    """Summarise what is held about a person, per category key, without decrypting anything.
+
+    Batches whose data key was shredded are erased content waiting for the purge of their
+    rows, and are not counted.
+    """
+    rows = db.execute(
+        select(CollectedBatch.category_key, CollectedBatch.dss_level, func.count(),
+               func.sum(CollectedBatch.event_count), func.min(CollectedBatch.collected_from),
+               func.max(CollectedBatch.collected_to))
+        .join(DataKey, DataKey.id == CollectedBatch.data_key_id)
+        .where(CollectedBatch.person_id == person_id, DataKey.destroyed_at.is_(None))
+        .group_by(CollectedBatch.category_key, CollectedBatch.dss_level)).all()
+    parts: dict[str, list[tuple[int, int, int, dt.datetime, dt.datetime]]] = {}
+    for key, level, batches, events, first, last in rows:
+        parts.setdefault(key, []).append((level, batches, int(events or 0), first, last))
+    return {key: HeldSummary(
+        batches=sum(part[1] for part in levels), events=sum(part[2] for part in levels),
+        first=min(part[3] for part in levels), last=max(part[4] for part in levels),
+        dss_levels={part[0]: part[2] for part in sorted(levels)})
+        for key, levels in parts.items()}
+
+
+def held_counts(person_id: int) -> dict[str, int]:
+    """Count the events held about a person, per category key (for the dashboard)."""
+    return {key: summary.events for key, summary in held_summary(person_id).items()}
+
+
+# --- erasure and retention -------------------------------------------------------------------
+
+def destroy_data_keys(person_id: int, category_key: str) -> int:
+    """Crypto-shred the person's data key for a category; return how many keys were destroyed.
+
+    The wrapped key is overwritten with nothing, so every copy of the batches it sealed
+    (replicas, copies of the batch table, object storage) stops decrypting. A database
+    backup taken *before* this holds the old key row too, and opens with the master key
+    that wrapped it: erasure reaches such backups once the master key has been rotated and
+    the old one destroyed.
+    Call :func:`delete_batches` in the same transaction to remove the rows as well. When
+    consent is withdrawn in the same transaction, withdraw first: ingestion locks consent
+    before the key, and the same order here avoids a deadlock.
+    """
+    result = db.execute(update(DataKey)
+                        .where(DataKey.person_id == person_id,
+                               DataKey.category_key == category_key,
+                               DataKey.destroyed_at.is_(None))
+                        .values(wrapped_key=b"", destroyed_at=utcnow()))
+    db.flush()
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def delete_batches(person_id: int, category_key: str | None = None, *,
+                   since: dt.datetime | None = None, until: dt.datetime | None = None) -> int:
+    """Delete a person's batches (of one category, or all); return how many were deleted.
+
+    With ``since``/``until``, a batch is deleted when its collection window overlaps the
+    period at all: a deletion request errs on the side of deleting.
+    """
+    criteria = [CollectedBatch.person_id == person_id, *_window(since, until)]
+    if category_key is not None:
+        criteria.append(CollectedBatch.category_key == category_key)
+    result = db.execute(delete(CollectedBatch).where(*criteria))
+    db.flush()
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def purge_expired(*, now: dt.datetime | None = None,
+                  dry_run: bool = False) -> list[PurgedCategory]:
+    """Delete every batch collected before its category's retention period; report per category.
+
+    A batch expires when its last event (``collected_to``) is older than the category's
+    ``retention_days``. With ``dry_run`` nothing is deleted and the report says what would be.
+    """
+    now = now or utcnow()
+    report = []
+    for category in db.scalars(select(Category).order_by(Category.position, Category.key)):
+        cutoff = now - dt.timedelta(days=category.retention_days)
+        criteria = (CollectedBatch.category_key == category.key,
+                    CollectedBatch.collected_to < cutoff)
+        batches, events, oldest, newest = db.execute(
+            select(func.count(), func.sum(CollectedBatch.event_count),
+                   func.min(CollectedBatch.collected_from),
+                   func.max(CollectedBatch.collected_to)).where(*criteria)).one()
+        if not batches:
+            continue
+        if not dry_run:
+            batches = db.execute(delete(CollectedBatch).where(*criteria)).rowcount  # type: ignore[attr-defined]
+        report.append(PurgedCategory(category.key, category.retention_days, cutoff,
+                                     int(batches), int(events or 0), oldest, newest))
+    db.flush()
+    return report
+
+
+# --- master key rotation ---------------------------------------------------------------------
+
+def rotate_master_key(new: crypto.MasterKey) -> RotationReport:
+    """Re-wrap every live data key from the configured master key to ``new``.
+
+    Touches no ciphertext. Keys already wrapped by ``new`` are left alone, so the command can
+    run again after an interruption. Refuses, changing nothing, when a live key is wrapped by
+    a third master key (the result would be a vault that no single key opens).
+
+    :raise VaultError: ``new`` is the configured key, or a key belongs to an unknown master.
+    :raise VaultIntegrityError: a data key does not open with the configured master key.
+    """
+    current = configured_master_key()
+    if new.key_id == current.key_id:
+        raise VaultError("the new master key is the one already configured")
+    live = DataKey.destroyed_at.is_(None)
+    counts: dict[str, int] = {
+        key_id: count for key_id, count in db.execute(
+            select(DataKey.master_key_id, func.count()).where(live)
+            .group_by(DataKey.master_key_id))}
+    foreign = {key_id: count for key_id, count in counts.items()
+               if key_id not in {current.key_id, new.key_id}}
+    if foreign:
+        raise VaultError("some data keys are wrapped by a master key that is neither the "
+                         "configured one nor the new one: " + ", ".join(
+                             f"{count} by {key_id}" for key_id, count in sorted(foreign.items()))
+                         + "; nothing was changed")
+    destroyed = db.scalar(select(func.count()).select_from(DataKey)
+                          .where(DataKey.destroyed_at.is_not(None))) or 0
+    ids = list(db.scalars(select(DataKey.id).where(live, DataKey.master_key_id == current.key_id)
+                          .order_by(DataKey.id)))
+    rewrapped = 0
+    for start in range(0, len(ids), _ROTATION_CHUNK):
+        chunk = ids[start:start + _ROTATION_CHUNK]
+        # Locked so that a concurrent shredding or ingestion waits for the new wraps.
+        keys = db.scalars(select(DataKey).where(DataKey.id.in_(chunk), live)
+                          .with_for_update().execution_options(populate_existing=True))
+        for key in keys:
+            material = _unwrap(current, key)
+            key.wrapped_key = crypto.wrap_data_key(new, material, key_id=key.id,
+                                                   person_id=key.person_id,
+                                                   category_key=key.category_key)
+            key.master_key_id = new.key_id
+            rewrapped += 1
+        db.flush()
+    return RotationReport(old_key_id=current.key_id, new_key_id=new.key_id,
+                          rewrapped=rewrapped, already_new=counts.get(new.key_id, 0),
+                          destroyed=destroyed)
+
