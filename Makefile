@@ -8,6 +8,7 @@ DEMO_ENV := PORTAL_DEMO=1
 
 demo: install
 	$(DEMO_ENV) $(BIN)/portal db upgrade
+	$(DEMO_ENV) $(BIN)/portal catalog load --by "make demo" --dpo-sign-off "Dana Novak (demo)"
 	$(DEMO_ENV) $(BIN)/portal demo seed
 	@echo "Open http://127.0.0.1:5000 and sign in as one of the demo people."
 	$(DEMO_ENV) $(BIN)/portal run --host 127.0.0.1 --port 5000
