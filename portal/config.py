@@ -51,7 +51,7 @@ class Settings(BaseModel):
     SECRET_KEY: str = ""
     DEMO: bool = False
     # 32 random bytes, base64: wraps every data key of the vault (envelope encryption).
-    # Generate with `python -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())'`
+    # Generate one: python -c 'import base64,os; print(base64.b64encode(os.urandom(32)).decode())'
     MASTER_KEY: str = ""
     # Where the portal is reached, used to build absolute URLs outside a request (mail, CLI).
     BASE_URL: str = "http://127.0.0.1:5000"

@@ -19,7 +19,7 @@ GOOD = {
 
 def test_defaults_to_sqlite_in_the_instance_folder(tmp_path: Path) -> None:
     settings = load_settings(tmp_path, GOOD)
-    assert settings.DATABASE_URL == f"sqlite:///{tmp_path / 'portal.sqlite3'}"
+    assert f"sqlite:///{tmp_path / 'portal.sqlite3'}" == settings.DATABASE_URL
     assert settings.OIDC_ISSUER == "https://login.example.com/realms/staff"
 
 
