@@ -17,7 +17,8 @@ csrf = CSRFProtect()
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the portal: settings first, then each part in the order it depends on."""
-    from portal import auth, cli, config, db, i18n, limits, navigation, security
+    from portal import auth, catalog, cli, config, consent, db, i18n, limits, navigation, security
+    from portal.api.views import init_app as init_collector_api
     from portal.core import errors
     from portal.core.views import bp as core_bp
 
@@ -49,6 +50,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     security.init_app(app, identity_provider=app.extensions["portal.oidc"].expected_issuer)
     errors.init_app(app)
     app.register_blueprint(core_bp)
+    catalog.init_app(app)
+    consent.init_app(app)
+    init_collector_api(app)
     cli.init_app(app)
     return app
 

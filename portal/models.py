@@ -1,7 +1,20 @@
 """Every model of the portal, so that Alembic and the tests see the whole schema."""
 
+from portal.api.models import CollectionAcknowledgement, Collector
 from portal.auth.demo.models import DemoAccessToken, DemoAuthorizationCode
 from portal.auth.models import Person, WebSession
+from portal.catalog.models import Category, CategoryNotice, NoticeVersion, Objection
+from portal.consent.models import (
+    ConsentChainHead,
+    ConsentEvent,
+    ConsentStatus,
+    WebhookDelivery,
+)
 from portal.db import Base
+from portal.vault.models import CollectedBatch, DataKey
 
-MODELS: tuple[type[Base], ...] = (Person, WebSession, DemoAuthorizationCode, DemoAccessToken)
+MODELS: tuple[type[Base], ...] = (Person, WebSession, DemoAuthorizationCode, DemoAccessToken,
+                                  Category, NoticeVersion, CategoryNotice, Objection,
+                                  ConsentChainHead, ConsentEvent, ConsentStatus, Collector,
+                                  WebhookDelivery, DataKey, CollectedBatch,
+                                  CollectionAcknowledgement)

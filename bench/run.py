@@ -1,0 +1,443 @@
+"""Benchmark the collector API against plain baselines, all in one run: ``python bench/run.py``.
+
+(a) Ingestion: events per second through ``POST /api/v1/batches`` (1,000-event batches,
+    validated, consent-gated, compressed, encrypted) under gunicorn on PostgreSQL, against the
+    same events written one row per event with psycopg's COPY (no checks, no encryption).
+(b) Consent checks: ``GET /api/v1/consent`` requests per second, against a bare Flask
+    hello-world served by the same gunicorn settings.
+
+Everything runs on 127.0.0.1: a throwaway PostgreSQL cluster (the test suite's), gunicorn
+(2 workers x 4 threads by default), and the load generators (``wrk`` when installed, for the
+consent checks; Python processes otherwise). Each figure and its baseline are measured in
+turn, round after round (3 rounds of 8 s by default, about 3 minutes in all), and the table
+gives the medians with every round's figure. The goals: (a) at least COPY's rate, (b) at least
+half of hello-world's. See docs/benchmarks.md for the figures and what they mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import json
+import multiprocessing
+import os
+import platform
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+# Run as a script from anywhere: the portal and the test suite's PostgreSQL helper are in ROOT.
+sys.path.insert(0, str(ROOT))
+
+ISSUER = "http://127.0.0.1:9"
+CATEGORIES = ("pointer", "clicks", "keystrokes")
+BATCH_EVENTS = 1000
+PEOPLE = 48
+POOL = 24
+COPY_TABLE = """CREATE TABLE bench_event (
+    person_id integer NOT NULL, category text NOT NULL, t timestamptz NOT NULL,
+    event jsonb NOT NULL)"""
+
+
+@dataclass
+class Figure:
+    """One measured rate and its baseline."""
+
+    name: str
+    unit: str
+    value: float
+    baseline_name: str
+    baseline: float
+    goal: float | None
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        """Return the rate as a multiple of its baseline."""
+        return self.value / self.baseline if self.baseline else 0.0
+
+
+# --- the portal's data -----------------------------------------------------------------------
+
+def portal_environment(database_url: str, instance: Path) -> dict[str, str]:
+    """Return the environment that configures the portal for the benchmark."""
+    environment = {name: value for name, value in os.environ.items()
+                   if not name.startswith("PORTAL_")}
+    environment.update({
+        "PORTAL_DATABASE_URL": database_url,
+        "PORTAL_SECRET_KEY": secrets.token_urlsafe(48),
+        "PORTAL_MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+        "PORTAL_OIDC_ISSUER": ISSUER,
+        "PORTAL_OIDC_CLIENT_ID": "bench",
+        "PORTAL_OIDC_CLIENT_SECRET": secrets.token_urlsafe(24),
+        "PORTAL_LOG_LEVEL": "WARNING",
+        "PORTAL_INSTANCE_PATH": str(instance),
+    })
+    return environment
+
+
+def _events(category: str, subject: str) -> list[dict[str, Any]]:
+    """Return 1,000 plausible events of one person and category, oldest first."""
+    from portal.vault.demo_data import generate_batches
+
+    days = 3
+    while True:
+        events = [event for body in generate_batches(category, person_seed=subject, days=days,
+                                                     batches_per_day=8)
+                  for event in body["events"]]
+        if len(events) >= BATCH_EVENTS:
+            return events[-BATCH_EVENTS:]
+        days += 3
+
+
+def seed(environment: dict[str, str]) -> tuple[str, list[tuple[int, str, dict[str, Any]]]]:
+    """Migrate, publish the catalog, give consents, register a collector; make the batches.
+
+    Returns the collector's token and the pool of batches as (person id, category, body).
+    """
+    os.environ.update(environment)
+    from portal import create_app
+    from portal.api.service import create_collector
+    from portal.auth.service import sign_in
+    from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_file
+    from portal.cli import upgrade_database
+    from portal.consent.models import ConsentMethod
+    from portal.consent.service import current_notice_version, grant_consent
+    from portal.db import commit, get_engine
+    from portal.vault.service import find_category
+
+    app = create_app()
+    upgrade_database(app)
+    pool: list[tuple[int, str, dict[str, Any]]] = []
+    with app.app_context():
+        load_catalog(read_catalog_file(SHIPPED_CATALOG), published_by="bench")
+        notice = current_notice_version()
+        assert notice is not None
+        people = []
+        for number in range(PEOPLE):
+            person = sign_in({"sub": f"bench-{number:03d}", "name": f"Bench {number}"},
+                             issuer=ISSUER, roles_claim="groups", role_map={})
+            for key in CATEGORIES:
+                grant_consent(person, find_category(key), notice_version=notice,
+                              method=ConsentMethod.IMPORT, actor=None)
+            people.append(person)
+        _collector, token, _secret = create_collector("bench agent", CATEGORIES)
+        commit()
+        for number in range(POOL):
+            person, category = people[number % PEOPLE], CATEGORIES[number % len(CATEGORIES)]
+            events = _events(category, person.subject)
+            body = {"subject": person.subject, "category": category,
+                    "collected_from": events[0]["t"], "collected_to": events[-1]["t"],
+                    "dss_level": 2, "events": events}
+            pool.append((person.id, category, body))
+    get_engine(app).dispose()
+    return token, pool
+
+
+# --- servers ---------------------------------------------------------------------------------
+
+@contextmanager
+def gunicorn(target: str, environment: dict[str, str], *, workers: int, threads: int,
+             ready_path: str) -> Iterator[int]:
+    """Serve ``target`` with gunicorn on a free port of 127.0.0.1; yield the port."""
+    from tests.support.postgres import free_port
+
+    port = free_port()
+    command = [sys.executable, "-m", "gunicorn", "--chdir", str(ROOT), "--workers",
+               str(workers), "--worker-class", "gthread", "--threads", str(threads),
+               "--bind", f"127.0.0.1:{port}", "--keep-alive", "30", "--log-level", "warning",
+               "--backlog", "2048", target]
+    server = subprocess.Popen(command, env=environment, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{ready_path}",
+                                            timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"gunicorn did not start {target}") from None
+                time.sleep(0.2)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+# --- load ------------------------------------------------------------------------------------
+
+def _run_workers(worker: Callable[..., tuple[int, int, str]], arguments: list[tuple[Any, ...]],
+                 ) -> tuple[int, int, str]:
+    """Run one worker process per argument tuple; add up (units, failures, first failure)."""
+    context = multiprocessing.get_context("fork")
+    with context.Pool(len(arguments)) as pool:
+        results = pool.starmap(worker, arguments)
+    units = sum(result[0] for result in results)
+    failures = sum(result[1] for result in results)
+    first = next((result[2] for result in results if result[2]), "")
+    return units, failures, first
+
+
+def _api_ingestion_worker(port: int, token: str, bodies: list[tuple[bytes, int]], worker: str,
+                          start: float, measure_from: float, stop: float) -> tuple[int, int, str]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    events = failures = sent = 0
+    first = ""
+    while time.time() < start:
+        time.sleep(0.001)
+    while time.time() < stop:
+        body, count = bodies[sent % len(bodies)]
+        sent += 1
+        connection.request("POST", "/api/v1/batches", body=body, headers={
+            "Authorization": f"Bearer {token}", "Content-Type": "application/json",
+            "Idempotency-Key": f"bench/{worker}/{sent}"})
+        answer = connection.getresponse()
+        reply = answer.read()
+        finished = time.time()
+        if answer.status != 201:
+            failures += 1
+            first = first or f"HTTP {answer.status}: {reply[:300]!r}"
+        elif measure_from <= finished <= stop:
+            events += count
+    connection.close()
+    return events, failures, first
+
+
+def _copy_worker(dsn: str, batches: list[tuple[int, str, list[dict[str, Any]]]], worker: int,
+                 start: float, measure_from: float, stop: float) -> tuple[int, int, str]:
+    import psycopg
+    from psycopg.types.json import Jsonb
+
+    events = done = 0
+    with psycopg.connect(dsn) as connection:
+        while time.time() < start:
+            time.sleep(0.001)
+        while time.time() < stop:
+            person_id, category, rows = batches[(worker + done) % len(batches)]
+            done += 1
+            with connection.cursor() as cursor, cursor.copy(
+                    "COPY bench_event (person_id, category, t, event) FROM STDIN") as copy:
+                for event in rows:
+                    copy.write_row((person_id, category, event["t"], Jsonb(event)))
+            connection.commit()
+            if measure_from <= time.time() <= stop:
+                events += len(rows)
+    return events, 0, ""
+
+
+def _window(seconds: float, warmup: float) -> tuple[float, float, float]:
+    start = time.time() + 1.0  # every process starts at the same moment
+    return start, start + warmup, start + warmup + seconds
+
+
+def measure_api_ingestion(port: int, token: str, pool: list[tuple[int, str, dict[str, Any]]],
+                          *, clients: int, seconds: float, warmup: float) -> float:
+    """Return the API's ingestion rate in events per second."""
+    bodies = [(json.dumps(body, separators=(",", ":")).encode(), len(body["events"]))
+              for _person, _category, body in pool]
+    start, measure_from, stop = _window(seconds, warmup)
+    # Every batch gets a new idempotency key, across rounds too: none is a retry.
+    run = secrets.token_hex(4)
+    events, failures, first = _run_workers(_api_ingestion_worker, [
+        (port, token, bodies[number::clients] or bodies, f"{run}-{number}", start,
+         measure_from, stop) for number in range(clients)])
+    if failures:
+        raise RuntimeError(f"{failures} batches were refused; the first: {first}")
+    return events / seconds
+
+
+def measure_copy(dsn: str, pool: list[tuple[int, str, dict[str, Any]]], *, writers: int,
+                 seconds: float, warmup: float) -> float:
+    """Return COPY's rate in events (rows) per second."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute("DROP TABLE IF EXISTS bench_event")
+        connection.execute(COPY_TABLE)
+    batches = [(person_id, category, body["events"]) for person_id, category, body in pool]
+    start, measure_from, stop = _window(seconds, warmup)
+    events, _failures, _first = _run_workers(_copy_worker, [
+        (dsn, batches, number, start, measure_from, stop) for number in range(writers)])
+    return events / seconds
+
+
+def _get_worker(port: int, path: str, headers: dict[str, str], start: float,
+                measure_from: float, stop: float) -> tuple[int, int, str]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    done = failures = 0
+    first = ""
+    while time.time() < start:
+        time.sleep(0.001)
+    while time.time() < stop:
+        connection.request("GET", path, headers=headers)
+        answer = connection.getresponse()
+        answer.read()
+        if answer.status != 200:
+            failures += 1
+            first = first or f"HTTP {answer.status}"
+        elif time.time() >= measure_from:
+            done += 1
+    connection.close()
+    return done, failures, first
+
+
+def measure_requests(port: int, path: str, headers: dict[str, str], *, connections: int,
+                     seconds: float, warmup: float) -> tuple[float, str]:
+    """Return requests per second on ``path`` (wrk if installed) and the tool used."""
+    wrk = shutil.which("wrk")
+    url = f"http://127.0.0.1:{port}{path}"
+    if wrk:
+        arguments = [wrk, "-t1", f"-c{connections}"]
+        for name, value in headers.items():
+            arguments += ["-H", f"{name}: {value}"]
+        subprocess.run([*arguments, f"-d{max(1, int(warmup))}s", url], check=True,
+                       capture_output=True, text=True)
+        output = subprocess.run([*arguments, f"-d{int(seconds)}s", url], check=True,
+                                capture_output=True, text=True).stdout
+        if "Non-2xx" in output or "Socket errors" in output:
+            raise RuntimeError(f"wrk saw errors:\n{output}")
+        match = re.search(r"Requests/sec:\s+([0-9.]+)", output)
+        assert match is not None, output
+        return float(match.group(1)), "wrk, 1 thread"
+    start, measure_from, stop = _window(seconds, warmup)
+    done, failures, first = _run_workers(_get_worker, [
+        (port, path, headers, start, measure_from, stop) for _ in range(connections)])
+    if failures:
+        raise RuntimeError(f"{failures} requests failed; the first: {first}")
+    return done / seconds, "Python processes"
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+def machine() -> str:
+    """Describe the machine the figures come from."""
+    model = "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        found = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.MULTILINE)
+        model = found.group(1) if found else model
+    return (f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}, "
+            f"{platform.system()} {platform.release()}")
+
+
+def print_table(figures: list[Figure]) -> None:
+    """Print each figure with its baseline, the ratio and whether the goal is met."""
+    print()
+    print(f"{'measure':<34} {'portal':>12} {'baseline':>22} {'ratio':>7} {'goal':>7}  met")
+    for figure in figures:
+        baseline = f"{figure.baseline:,.0f} ({figure.baseline_name})"
+        goal = "" if figure.goal is None else f">= {figure.goal}"
+        met = "" if figure.goal is None else ("yes" if figure.ratio >= figure.goal else "NO")
+        print(f"{figure.name + ' (' + figure.unit + ')':<34} {figure.value:>12,.0f} "
+              f"{baseline:>22} {figure.ratio:>7.2f} {goal:>7}  {met}")
+        if figure.note:
+            print(f"  {figure.note}")
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def _spread(values: list[float]) -> str:
+    return f"rounds: {', '.join(f'{value:,.0f}' for value in values)}"
+
+
+def main() -> None:
+    """Run every phase, interleaved round by round, and print the table of medians."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="how often each figure and its baseline are measured, in turn")
+    parser.add_argument("--seconds", type=float, default=8,
+                        help="measured time of each figure in each round")
+    parser.add_argument("--warmup", type=float, default=2, help="unmeasured time before each")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument("--clients", type=int, default=4,
+                        help="concurrent batch senders, and COPY writers")
+    parser.add_argument("--connections", type=int, default=8,
+                        help="concurrent connections for the consent checks")
+    options = parser.parse_args()
+
+    from tests.support.postgres import PostgresCluster
+
+    print(f"Machine: {machine()}")
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        # The figures are only as good as the machine is quiet: say so rather than mislead.
+        print(f"Warning: the load average is {load:.1f}; other processes compete for the CPU "
+              "and every figure will come out low.")
+    cluster = PostgresCluster().start()
+    instance = Path(tempfile.mkdtemp(prefix="portal-bench-"))
+    try:
+        database_url = cluster.create_database("bench")
+        environment = portal_environment(database_url, instance)
+        print("Preparing: schema, catalog, consents, collector, batches ...", flush=True)
+        token, pool = seed(environment)
+        subject, category = pool[0][2]["subject"], pool[0][2]["category"]
+        consent_path = f"/api/v1/consent?subject={subject}&category={category}"
+        auth = {"Authorization": f"Bearer {token}"}
+        timing = {"seconds": options.seconds, "warmup": options.warmup}
+        rates: dict[str, list[float]] = {name: [] for name in (
+            "api", "copy", "consent", "floor", "hello")}
+        tool = ""
+        gunicorn_options = {"workers": options.workers, "threads": options.threads}
+        # Both servers stay up; the idle one costs nothing. Measuring each figure and its
+        # baseline in turn, round after round, spreads any disturbance over both.
+        with gunicorn("bench.app:app", environment, ready_path="/healthz",
+                      **gunicorn_options) as port, \
+                gunicorn("bench.hello:app", environment, ready_path="/",
+                         **gunicorn_options) as hello_port:
+            for number in range(1, options.rounds + 1):
+                print(f"Round {number} of {options.rounds}: ingestion (API, COPY), consent "
+                      "checks, /healthz, hello-world ...", flush=True)
+                rates["api"].append(measure_api_ingestion(port, token, pool,
+                                                          clients=options.clients, **timing))
+                rates["copy"].append(measure_copy(cluster.url("bench", driver=False), pool,
+                                                  writers=options.clients, **timing))
+                rate, tool = measure_requests(port, consent_path, auth,
+                                              connections=options.connections, **timing)
+                rates["consent"].append(rate)
+                rates["floor"].append(measure_requests(
+                    port, "/healthz", {}, connections=options.connections, **timing)[0])
+                rates["hello"].append(measure_requests(
+                    hello_port, "/", {}, connections=options.connections, **timing)[0])
+        setting = (f"gunicorn {options.workers} workers x {options.threads} threads; median "
+                   f"of {options.rounds} rounds of {options.seconds:.0f} s")
+        median = {name: _median(values) for name, values in rates.items()}
+        print_table([
+            Figure("ingestion", "events/s", median["api"], "COPY", median["copy"], 1.0,
+                   f"{BATCH_EVENTS}-event batches, {options.clients} senders and "
+                   f"{options.clients} COPY writers; {setting}\n  API {_spread(rates['api'])}"
+                   f"; COPY {_spread(rates['copy'])}"),
+            Figure("consent checks", "requests/s", median["consent"], "hello-world",
+                   median["hello"], 0.5,
+                   f"{options.connections} keep-alive connections ({tool}); {setting}\n"
+                   f"  API {_spread(rates['consent'])}; hello-world {_spread(rates['hello'])}"),
+            Figure("portal floor: /healthz", "requests/s", median["floor"], "hello-world",
+                   median["hello"], None,
+                   "context, no goal: the hooks the portal runs on every request, no "
+                   f"database, no API code\n  {_spread(rates['floor'])}"),
+        ])
+    finally:
+        cluster.stop()
+        shutil.rmtree(instance, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

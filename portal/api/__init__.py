@@ -1,0 +1,1 @@
+"""The collector API: collector clients, their tokens and their webhooks."""

@@ -1,0 +1,240 @@
+"""What clients hand in: the collector API's request bodies and queries, and the admin's forms.
+
+The API parsers check the envelope of a request (which fields, which types) and say what is
+wrong with every field at once; the contents of a batch's events are the vault's to check,
+against the category's event schema.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import SelectMultipleField, StringField, SubmitField, URLField, widgets
+from wtforms.validators import URL, DataRequired, Length, Optional
+
+from portal.api.auth import ApiError
+from portal.api.models import CollectionAction
+from portal.api.service import MAX_NAME_LENGTH
+from portal.db import utcnow
+from portal.vault.service import CLOCK_SKEW, parse_timestamp
+
+MAX_SUBJECT_LENGTH = 255
+MAX_CATEGORY_LENGTH = 64
+DEFAULT_CHANGES = 100
+MAX_CHANGES = 1000
+#: A cursor is a ledger position; 18 digits fit a 64-bit integer with room to spare.
+MAX_CURSOR_DIGITS = 18
+_TIME_HINT = "must be a date and time with its time zone (RFC 3339), such as 2026-03-02T09:14:07Z"
+
+
+def invalid(problems: list[tuple[str, str]]) -> ApiError:
+    """Return the 400 answer naming each field at fault."""
+    fields = [{"field": field, "message": message} for field, message in problems]
+    summary = "; ".join(f"{field} {message}" for field, message in problems[:5])
+    more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+    noun = "field is" if len(problems) == 1 else "fields are"
+    return ApiError(400, "invalid_request",
+                    f"{len(problems)} {noun} not valid: {summary}{more}.", fields=fields)
+
+
+def _text(body: Mapping[str, Any], name: str, limit: int, path: str,
+          problems: list[tuple[str, str]]) -> str:
+    value = body.get(name)
+    if name not in body:
+        problems.append((path + name, "is required"))
+    elif not isinstance(value, str):
+        problems.append((path + name, "must be a string"))
+    elif not value or len(value) > limit:
+        problems.append((path + name, f"must be 1 to {limit} characters long"))
+    else:
+        return value
+    return ""
+
+
+def _moment(body: Mapping[str, Any], name: str, problems: list[tuple[str, str]], *,
+            nullable: bool = False) -> dt.datetime | None:
+    value = body.get(name)
+    if name not in body:
+        problems.append((f"$.{name}", "is required"))
+    elif value is None and nullable:
+        return None
+    elif not isinstance(value, str) or (parsed := parse_timestamp(value)) is None:
+        problems.append((f"$.{name}", _TIME_HINT + (", or null" if nullable else "")))
+    else:
+        return parsed
+    return None
+
+
+def _object(body: object, allowed: frozenset[str]) -> Mapping[str, Any]:
+    if not isinstance(body, dict):
+        raise invalid([("$", "must be a JSON object")])
+    unknown = sorted(str(name) for name in body if name not in allowed)
+    if unknown:
+        raise invalid([(f"$.{name[:64]}", "is not a field of this request")
+                       for name in unknown[:20]])
+    return body
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """The envelope of a batch; ``dss_level`` and ``events`` go to the vault unchecked."""
+
+    subject: str
+    category_key: str
+    collected_from: dt.datetime
+    collected_to: dt.datetime
+    dss_level: object
+    events: object
+
+
+BATCH_FIELDS = frozenset({"subject", "category", "collected_from", "collected_to", "dss_level",
+                          "events"})
+
+
+def parse_batch(body: object) -> BatchRequest:
+    """Check a batch's envelope.
+
+    :raise ApiError: 400 naming every missing, unknown or mistyped field.
+    """
+    fields = _object(body, BATCH_FIELDS)
+    problems: list[tuple[str, str]] = []
+    subject = _text(fields, "subject", MAX_SUBJECT_LENGTH, "$.", problems)
+    category_key = _text(fields, "category", MAX_CATEGORY_LENGTH, "$.", problems)
+    start = _moment(fields, "collected_from", problems)
+    end = _moment(fields, "collected_to", problems)
+    problems.extend((f"$.{name}", "is required") for name in ("dss_level", "events")
+                    if name not in fields)
+    if problems:
+        raise invalid(problems)
+    assert start is not None and end is not None
+    return BatchRequest(subject, category_key, start, end, fields["dss_level"], fields["events"])
+
+
+@dataclass(frozen=True)
+class AcknowledgementRequest:
+    """A collector's report that it acted on a change."""
+
+    subject: str
+    category_key: str
+    change_cursor: int
+    action: CollectionAction
+    last_event_at: dt.datetime | None
+
+
+ACKNOWLEDGEMENT_FIELDS = frozenset({"subject", "category", "change_cursor", "action",
+                                    "last_event_at"})
+
+
+def _cursor(value: object) -> int | None:
+    if isinstance(value, str) and value.isascii() and value.isdigit() \
+            and len(value) <= MAX_CURSOR_DIGITS:
+        return int(value)
+    return None
+
+
+def parse_acknowledgement(body: object) -> AcknowledgementRequest:
+    """Check an acknowledgement.
+
+    :raise ApiError: 400 naming every missing, unknown or mistyped field.
+    """
+    fields = _object(body, ACKNOWLEDGEMENT_FIELDS)
+    problems: list[tuple[str, str]] = []
+    subject = _text(fields, "subject", MAX_SUBJECT_LENGTH, "$.", problems)
+    category_key = _text(fields, "category", MAX_CATEGORY_LENGTH, "$.", problems)
+    cursor = _cursor(fields.get("change_cursor"))
+    if "change_cursor" not in fields:
+        problems.append(("$.change_cursor", "is required"))
+    elif cursor is None:
+        problems.append(("$.change_cursor", "must be a cursor from the changes feed (a string "
+                         "of digits)"))
+    action = fields.get("action")
+    if "action" not in fields:
+        problems.append(("$.action", "is required"))
+    elif action not in {member.value for member in CollectionAction}:
+        problems.append(("$.action", 'must be "stopped" or "resumed"'))
+    last_event_at = _moment(fields, "last_event_at", problems, nullable=True)
+    if last_event_at is not None and last_event_at > utcnow() + CLOCK_SKEW:
+        problems.append(("$.last_event_at", "must not be in the future"))
+    if problems:
+        raise invalid(problems)
+    assert cursor is not None
+    return AcknowledgementRequest(subject, category_key, cursor, CollectionAction(action),
+                                  last_event_at)
+
+
+def parse_consent_query(args: Mapping[str, str]) -> tuple[str, str]:
+    """Return the subject and category asked about.
+
+    :raise ApiError: 400 naming each missing or malformed parameter.
+    """
+    problems: list[tuple[str, str]] = []
+    subject = _text(args, "subject", MAX_SUBJECT_LENGTH, "", problems)
+    category_key = _text(args, "category", MAX_CATEGORY_LENGTH, "", problems)
+    if problems:
+        raise invalid(problems)
+    return subject, category_key
+
+
+def parse_changes_query(args: Mapping[str, str]) -> tuple[int, int]:
+    """Return the cursor to start after (0: the beginning) and how many changes to return.
+
+    :raise ApiError: 400 naming each malformed parameter.
+    """
+    problems: list[tuple[str, str]] = []
+    after = 0
+    if "after" in args:
+        parsed = _cursor(args["after"])
+        if parsed is None:
+            problems.append(("after", "must be a cursor from the changes feed (a string of "
+                             "digits)"))
+        else:
+            after = parsed
+    limit = DEFAULT_CHANGES
+    if "limit" in args:
+        raw = args["limit"]
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 4
+                and 1 <= int(raw) <= MAX_CHANGES):
+            problems.append(("limit", f"must be a whole number from 1 to {MAX_CHANGES}"))
+        else:
+            limit = int(raw)
+    if problems:
+        raise invalid(problems)
+    return after, limit
+
+
+# --- the privacy admin's forms ---------------------------------------------------------------
+
+class CollectorForm(FlaskForm):
+    """Register a collector: its name, the categories it records, where it hears of withdrawals.
+
+    The category choices are the catalog in force; the view sets them.
+    """
+
+    name = StringField(
+        _l("Name"),
+        validators=[DataRequired(message=_l("Enter the collector's name.")),
+                    Length(max=MAX_NAME_LENGTH, message=_l(
+                        "The name must be %(max)d characters or fewer.", max=MAX_NAME_LENGTH))])
+    categories = SelectMultipleField(
+        # The service checks the keys against the catalog in force, with our own words.
+        _l("Categories it records"), choices=[], validate_choice=False,
+        option_widget=widgets.CheckboxInput(), widget=widgets.ListWidget(prefix_label=False),
+        validators=[DataRequired(message=_l("Choose at least one category."))])
+    webhook_url = URLField(
+        # i18n: the address the portal calls to tell a collector at once of a withdrawal
+        _l("Address for withdrawal notices (optional)"),
+        validators=[Optional(), URL(require_tld=False, message=_l(
+            "Enter an address that starts with https:// or http://.")),
+            Length(max=2048, message=_l("The address must be 2,048 characters or fewer."))])
+    submit = SubmitField(_l("Register the collector"))
+
+
+class RevokeForm(FlaskForm):
+    """Revoke a collector's token."""
+
+    submit = SubmitField(_l("Revoke the token"))

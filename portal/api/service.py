@@ -1,0 +1,468 @@
+"""Registering collectors and keeping their secrets."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import functools
+import hashlib
+import os
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from flask import current_app
+from sqlalchemy import Select, and_, bindparam, exists, func, select, true
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
+
+from portal.api.models import CollectionAcknowledgement, CollectionAction, Collector
+from portal.auth.models import Person
+from portal.catalog.models import Category, CategoryNotice, LegalBasis, NoticeVersion
+from portal.consent.models import ConsentEvent, ConsentState, ConsentStatus
+from portal.db import db, utcnow
+
+_SEAL_INFO = b"consent-portal collector webhook secret v1"
+
+
+def _sealing_key() -> bytes:
+    secret_key = str(current_app.config["SECRET_KEY"]).encode()
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                info=_SEAL_INFO).derive(secret_key)
+
+
+def seal_secret(secret: str) -> str:
+    """Encrypt a webhook secret for storage."""
+    nonce = os.urandom(12)
+    sealed = AESGCM(_sealing_key()).encrypt(nonce, secret.encode(), _SEAL_INFO)
+    return base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
+
+
+def open_secret(sealed: str) -> str:
+    """Decrypt a stored webhook secret (raises if it was tampered with or the key changed)."""
+    raw = base64.urlsafe_b64decode(sealed.encode("ascii"))
+    return AESGCM(_sealing_key()).decrypt(raw[:12], raw[12:], _SEAL_INFO).decode()
+
+
+def hash_token(token: str) -> str:
+    """Return the stored form of a collector token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def register_collector(name: str, categories: Iterable[str], *,
+                       webhook_url: str = "") -> tuple[Collector, str, str]:
+    """Register a collector; return it with its token and webhook secret (shown once)."""
+    token = secrets.token_urlsafe(32)
+    # The Standard Webhooks form, so collectors can check signatures with its libraries.
+    webhook_secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+    collector = Collector(name=name, categories=sorted(set(categories)), webhook_url=webhook_url,
+                          webhook_secret_sealed=seal_secret(webhook_secret),
+                          token_hash=hash_token(token))
+    db.add(collector)
+    db.flush()
+    return collector, token, webhook_secret
+
+
+# --- managing collectors ---------------------------------------------------------------------
+
+#: Longer than any token we issue (43 characters); a longer one is refused before hashing.
+MAX_TOKEN_LENGTH = 256
+MAX_NAME_LENGTH = 100
+
+
+class CollectorRefused(ValueError):
+    """A collector could not be registered as asked; ``problems`` maps each field to why."""
+
+    def __init__(self, problems: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{field}: {message}" for field, message in problems.items()))
+        self.problems = problems
+
+
+def categories_in_force() -> list[str]:
+    """Return the keys of the categories in the notice version in force, in notice order."""
+    latest = select(func.max(NoticeVersion.number)).scalar_subquery()
+    return list(db.scalars(
+        select(CategoryNotice.category_key)
+        .join(NoticeVersion, NoticeVersion.id == CategoryNotice.notice_version_id)
+        .where(NoticeVersion.number == latest).order_by(CategoryNotice.position)))
+
+
+def create_collector(name: str, categories: Iterable[str], *,
+                     webhook_url: str = "") -> tuple[Collector, str, str]:
+    """Check the request, then register a collector; return it with its token and webhook secret.
+
+    The token and the secret exist in clear only in the return value: show them once.
+
+    :raise CollectorRefused: the name is empty, too long or taken; a category is not in the
+        catalog in force; the webhook is not an http(s) URL.
+    """
+    problems: dict[str, str] = {}
+    name = name.strip()
+    if not name or len(name) > MAX_NAME_LENGTH or not name.isprintable():
+        problems["name"] = f"must be 1 to {MAX_NAME_LENGTH} printable characters"
+    elif db.scalar(select(Collector.id).where(Collector.name == name)) is not None:
+        problems["name"] = "is taken by another collector (revoked ones keep their names)"
+    keys = sorted({key.strip() for key in categories if key.strip()})
+    known = set(categories_in_force())
+    if not keys:
+        problems["categories"] = "must name at least one category"
+    elif unknown := [key for key in keys if key not in known]:
+        problems["categories"] = ("are not in the catalog in force: " + ", ".join(unknown)
+                                  + " (known: " + ", ".join(sorted(known)) + ")")
+    webhook_url = webhook_url.strip()
+    if webhook_url:
+        parts = urlsplit(webhook_url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname or len(webhook_url) > 2048:
+            problems["webhook_url"] = ("must be an http:// or https:// URL of at most 2048 "
+                                       "characters")
+    if problems:
+        raise CollectorRefused(problems)
+    return register_collector(name, keys, webhook_url=webhook_url)
+
+
+def find_collector(name: str) -> Collector | None:
+    """Return the collector called ``name``, revoked or not."""
+    return db.scalar(select(Collector).where(Collector.name == name))
+
+
+@dataclass(frozen=True)
+class CollectorIdentity:
+    """Who is calling the API: the few facts of a collector that each request needs."""
+
+    id: int
+    name: str
+    categories: tuple[str, ...]
+    revoked: bool
+
+    def records(self, category_key: str) -> bool:
+        """Say whether the collector is registered for ``category_key``."""
+        return category_key in self.categories
+
+
+def identify_collector(token: str) -> CollectorIdentity | None:
+    """Return the collector holding ``token`` (revoked ones too), looked up by its hash.
+
+    Looking up the hash, never comparing tokens, keeps the check constant-time with respect to
+    the secret: what is compared is a SHA-256 the caller cannot steer byte by byte. Columns,
+    not an entity, and a statement built once: every request pays for this lookup.
+    """
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        return None
+    row = db.execute(_identity_by_token_hash(), {"token_hash": hash_token(token)}).first()
+    if row is None:
+        return None
+    return CollectorIdentity(row.id, row.name, tuple(row.categories or ()),
+                             row.revoked_at is not None)
+
+
+@functools.cache
+def _identity_by_token_hash() -> Select[Any]:
+    return (select(Collector.id, Collector.name, Collector.categories, Collector.revoked_at)
+            .where(Collector.token_hash == bindparam("token_hash")))
+
+
+def list_collectors() -> list[Collector]:
+    """Return every collector: active ones first, then by name."""
+    return list(db.scalars(select(Collector).order_by(Collector.revoked_at.is_not(None),
+                                                      Collector.name)))
+
+
+def revoke_collector(collector: Collector) -> bool:
+    """Revoke a collector's token at once; return ``False`` if it was revoked already."""
+    if collector.revoked_at is not None:
+        return False
+    collector.revoked_at = utcnow()
+    db.flush()
+    return True
+
+
+def rotate_collector_token(collector: Collector) -> str:
+    """Give an active collector a new token (the old one stops working); return it, shown once."""
+    if collector.revoked_at is not None:
+        raise ValueError(f"collector {collector.name!r} is revoked")
+    token = secrets.token_urlsafe(32)
+    collector.token_hash = hash_token(token)
+    db.flush()
+    return token
+
+
+# --- what collectors may ask -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ConsentAnswer:
+    """Whether a category may be recorded for a person now, and on what footing.
+
+    ``state`` is ``None`` for a person who never decided, for an unknown person, and for a
+    category that does not rest on consent (``legal_basis`` says which basis it rests on).
+    """
+
+    subject: str
+    category_key: str
+    allowed: bool
+    state: ConsentState | None
+    notice_version: int | None
+    since: dt.datetime | None
+    legal_basis: LegalBasis | None
+
+
+def look_up_consent(subject: str, category_key: str, *, issuer: str) -> ConsentAnswer:
+    """Say whether ``category_key`` may be recorded for the person ``subject`` now.
+
+    Deny by default: an unknown person, a category outside the catalog in force, a consent
+    never given all answer "not allowed". One query, because collectors ask before every
+    recording session and the answer must stay cheap.
+    """
+    row = db.execute(_consent_statement(), {"issuer": issuer, "subject": subject,
+                                            "category_key": category_key}).one_or_none()
+    denied = ConsentAnswer(subject, category_key, allowed=False, state=None, notice_version=None,
+                           since=None, legal_basis=None)
+    if row is None:
+        return denied
+    legal_basis, current_number, in_force, person_id, state, number, since = row
+    if in_force is None:
+        return denied
+    if person_id is None:
+        # The category's basis is public; what the answer must not tell is who exists.
+        return ConsentAnswer(subject, category_key, allowed=False, state=None,
+                             notice_version=None, since=None, legal_basis=legal_basis)
+    if legal_basis is not LegalBasis.CONSENT:
+        return ConsentAnswer(subject, category_key, allowed=True, state=None,
+                             notice_version=current_number, since=None, legal_basis=legal_basis)
+    if state is None:
+        return ConsentAnswer(subject, category_key, allowed=False, state=None,
+                             notice_version=None, since=None, legal_basis=legal_basis)
+    return ConsentAnswer(subject, category_key, allowed=state.allows_collection, state=state,
+                         notice_version=number, since=since, legal_basis=legal_basis)
+
+
+@functools.cache
+def _consent_statement() -> Select[Any]:
+    """Return the one query behind :func:`look_up_consent`, built once (see above)."""
+    status_notice = aliased(NoticeVersion)
+    latest = (select(NoticeVersion.id, NoticeVersion.number)
+              .order_by(NoticeVersion.number.desc()).limit(1).subquery())
+    return (
+        select(Category.legal_basis, latest.c.number, CategoryNotice.category_key, Person.id,
+               ConsentStatus.state, status_notice.number, ConsentStatus.since)
+        .select_from(Category)
+        .join(latest, true())
+        .outerjoin(CategoryNotice, and_(CategoryNotice.notice_version_id == latest.c.id,
+                                        CategoryNotice.category_key == Category.key))
+        .outerjoin(Person, and_(Person.issuer == bindparam("issuer"),
+                                Person.subject == bindparam("subject")))
+        .outerjoin(ConsentStatus, and_(ConsentStatus.person_id == Person.id,
+                                       ConsentStatus.category_key == Category.key))
+        .outerjoin(status_notice, status_notice.id == ConsentStatus.notice_version_id)
+        .where(Category.key == bindparam("category_key")))
+
+
+def find_subject(subject: str, *, issuer: str) -> Person | None:
+    """Return the person the identity provider knows as ``subject``."""
+    return db.scalar(select(Person).where(Person.issuer == issuer, Person.subject == subject))
+
+
+@dataclass(frozen=True)
+class ConsentChange:
+    """One change of the consent ledger as a collector sees it."""
+
+    cursor: int
+    subject: str
+    category_key: str
+    state: ConsentState
+    notice_version: int
+    at: dt.datetime
+
+
+def list_consent_changes(category_keys: Iterable[str], *, after: int, limit: int,
+                         issuer: str) -> list[ConsentChange]:
+    """Return up to ``limit`` changes of the given categories after cursor ``after``, oldest first.
+
+    The cursor is the ledger position, which only grows and has no gaps, so a collector that
+    polls with the last cursor it saw misses nothing and sees nothing twice.
+    """
+    keys = list(category_keys)
+    if not keys:
+        return []
+    rows = db.execute(
+        select(ConsentEvent.id, Person.subject, ConsentEvent.category_key, ConsentEvent.state,
+               NoticeVersion.number, ConsentEvent.occurred_at)
+        .join(Person, Person.id == ConsentEvent.person_id)
+        .join(NoticeVersion, NoticeVersion.id == ConsentEvent.notice_version_id)
+        .where(ConsentEvent.id > after, ConsentEvent.category_key.in_(keys),
+               Person.issuer == issuer)
+        .order_by(ConsentEvent.id).limit(limit))
+    return [ConsentChange(*row) for row in rows]
+
+
+# --- acknowledgements ------------------------------------------------------------------------
+
+#: States that end collection. A refusal never follows a state that allowed it.
+STOPPING = frozenset({ConsentState.WITHDRAWN, ConsentState.EXPIRED})
+
+
+class AcknowledgementRefused(ValueError):
+    """The acknowledgement does not fit the change it names; ``field`` says which part."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class AcknowledgementConflict(ValueError):
+    """The collector acknowledged this change before, saying something else."""
+
+
+def record_acknowledgement(collector_id: int, *, subject: str, issuer: str, category_key: str,
+                           change_cursor: int, action: CollectionAction,
+                           last_event_at: dt.datetime | None,
+                           ) -> tuple[CollectionAcknowledgement, bool]:
+    """Record that the collector ``collector_id`` acted on a change; return it, and if it is new.
+
+    Sending the same acknowledgement again returns the first one (a collector may retry).
+
+    :raise AcknowledgementRefused: the cursor does not name a change of this subject and
+        category, or the action does not fit the change (``stopped`` after a withdrawal or
+        expiry, ``resumed`` after consent was given).
+    :raise AcknowledgementConflict: this change was acknowledged before with other facts.
+    """
+    event = db.scalar(
+        select(ConsentEvent).join(Person, Person.id == ConsentEvent.person_id)
+        .where(ConsentEvent.id == change_cursor, ConsentEvent.category_key == category_key,
+               Person.subject == subject, Person.issuer == issuer))
+    if event is None:
+        # The same words whether the person, the category or the cursor is wrong: an answer
+        # must not tell who exists.
+        raise AcknowledgementRefused("change_cursor",
+                                     "does not name a change of this subject and category")
+    expected = (CollectionAction.RESUMED if event.state.allows_collection
+                else CollectionAction.STOPPED)
+    if action is not expected:
+        raise AcknowledgementRefused("action", f"must be {expected.value!r} for a change to "
+                                     f"{event.state.value}")
+    earlier = db.scalar(select(CollectionAcknowledgement).where(
+        CollectionAcknowledgement.collector_id == collector_id,
+        CollectionAcknowledgement.change_event_id == event.id))
+    if earlier is None:
+        acknowledgement = CollectionAcknowledgement(
+            collector_id=collector_id, change_event_id=event.id, person_id=event.person_id,
+            category_key=event.category_key, action=action, last_event_at=last_event_at,
+            acknowledged_at=utcnow())
+        try:
+            # A savepoint: a retry racing this one must not undo the rest of the request.
+            with db.begin_nested():
+                db.add(acknowledgement)
+                db.flush()
+            return acknowledgement, True
+        except IntegrityError:
+            earlier = db.scalar(select(CollectionAcknowledgement).where(
+                CollectionAcknowledgement.collector_id == collector_id,
+                CollectionAcknowledgement.change_event_id == event.id))
+            assert earlier is not None
+    if earlier.action is not action or earlier.last_event_at != last_event_at:
+        raise AcknowledgementConflict(
+            f"change {event.id} was acknowledged before as {earlier.action.value!r} with "
+            "another last_event_at; an acknowledgement cannot be changed")
+    return earlier, False
+
+
+@dataclass(frozen=True)
+class CollectionStop:
+    """The last change that stopped collection for a person, and what one collector said about it.
+
+    One line per category and collector.
+    """
+
+    category_key: str
+    collector_name: str
+    state: ConsentState
+    changed_at: dt.datetime
+    acknowledged_at: dt.datetime | None
+    last_event_at: dt.datetime | None
+
+    @property
+    def acknowledged(self) -> bool:
+        """Say whether the collector confirmed that it stopped."""
+        return self.acknowledged_at is not None
+
+    @property
+    def recorded_after_change(self) -> bool:
+        """Say whether the collector recorded events after the change (it stopped late)."""
+        return self.last_event_at is not None and self.last_event_at > self.changed_at
+
+
+def acknowledgements_for(person_id: int) -> list[CollectionStop]:
+    """Return, per category and collector, when collection stopped after the person's last stop.
+
+    Only categories whose current state stopped collection (a withdrawal, or an expiry after a
+    material change) appear, each with every collector registered for the category at the time.
+    """
+    stops = db.execute(
+        select(ConsentEvent.id, ConsentEvent.category_key, ConsentEvent.state,
+               ConsentEvent.occurred_at)
+        .join(ConsentStatus, ConsentStatus.event_id == ConsentEvent.id)
+        .where(ConsentStatus.person_id == person_id, ConsentEvent.state.in_(STOPPING))
+        .order_by(ConsentEvent.category_key)).all()
+    if not stops:
+        return []
+    collectors = list(db.scalars(select(Collector).order_by(Collector.name)))
+    acknowledged = {
+        (ack.collector_id, ack.change_event_id): ack for ack in db.scalars(
+            select(CollectionAcknowledgement)
+            .where(CollectionAcknowledgement.change_event_id.in_([stop.id for stop in stops])))}
+    lines = []
+    for event_id, category_key, state, changed_at in stops:
+        for collector in collectors:
+            ack = acknowledged.get((collector.id, event_id))
+            # A collector revoked before the change had nothing left to stop.
+            was_there = collector.created_at <= changed_at and (
+                collector.revoked_at is None or collector.revoked_at > changed_at)
+            if ack is None and not (was_there and collector.records(category_key)):
+                continue
+            lines.append(CollectionStop(category_key, collector.name, state, changed_at,
+                                        ack.acknowledged_at if ack else None,
+                                        ack.last_event_at if ack else None))
+    return lines
+
+
+@dataclass(frozen=True)
+class PendingStops:
+    """Stops of one category that an active collector has not acknowledged yet."""
+
+    collector_name: str
+    category_key: str
+    count: int
+    oldest: dt.datetime
+
+
+def unacknowledged_stops() -> list[PendingStops]:
+    """Return, per active collector and category, the withdrawals it has not acknowledged.
+
+    A stop counts as acknowledged when the collector acknowledged it or any later change of
+    the same person and category (acting on the later change implies it saw the earlier one).
+    Metadata only: no person is named.
+    """
+    pending: list[PendingStops] = []
+    later_ack = aliased(CollectionAcknowledgement)
+    for collector in db.scalars(select(Collector).where(Collector.revoked_at.is_(None))
+                                .order_by(Collector.name)):
+        keys = list(collector.categories or [])
+        if not keys:
+            continue
+        settled = exists().where(later_ack.collector_id == collector.id,
+                                 later_ack.person_id == ConsentEvent.person_id,
+                                 later_ack.category_key == ConsentEvent.category_key,
+                                 later_ack.change_event_id >= ConsentEvent.id)
+        rows = db.execute(
+            select(ConsentEvent.category_key, func.count(), func.min(ConsentEvent.occurred_at))
+            .where(ConsentEvent.category_key.in_(keys), ConsentEvent.state.in_(STOPPING),
+                   ConsentEvent.occurred_at >= collector.created_at, ~settled)
+            .group_by(ConsentEvent.category_key).order_by(ConsentEvent.category_key))
+        pending.extend(PendingStops(collector.name, key, count, oldest)
+                       for key, count, oldest in rows)
+    return pending

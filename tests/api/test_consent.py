@@ -1,0 +1,74 @@
+"""Asking whether a category may be recorded: deny by default, the state and since when."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from tests.api.conftest import World, bearer
+
+
+def _ask(client: FlaskClient, token: str, subject: str, category: str) -> Any:
+    response = client.get("/api/v1/consent", query_string={"subject": subject,
+                                                           "category": category},
+                          headers=bearer(token))
+    assert response.status_code == 200, response.json
+    return response.json
+
+
+def test_consent_given_allows_collection(world: World, client: FlaskClient, token: str) -> None:
+    before = dt.datetime.now(dt.UTC)
+    world.grant("sub-a", "keystrokes")
+    answer = _ask(client, token, "sub-a", "keystrokes")
+    assert answer["allowed"] is True
+    assert answer["state"] == "ConsentGiven"
+    assert answer["notice_version"] == 1
+    assert answer["legal_basis"] == "consent"
+    since = dt.datetime.fromisoformat(answer["since"].replace("Z", "+00:00"))
+    assert before - dt.timedelta(seconds=1) <= since <= dt.datetime.now(dt.UTC)
+
+
+def test_a_withdrawal_stops_collection_at_once(world: World, client: FlaskClient,
+                                               token: str) -> None:
+    world.grant("sub-a", "keystrokes")
+    world.withdraw("sub-a", "keystrokes")
+    answer = _ask(client, token, "sub-a", "keystrokes")
+    assert (answer["allowed"], answer["state"]) == (False, "ConsentWithdrawn")
+    assert answer["since"] is not None
+
+
+def test_deny_by_default(world: World, client: FlaskClient, token: str) -> None:
+    world.person("sub-known")
+    never = _ask(client, token, "sub-known", "keystrokes")
+    unknown = _ask(client, token, "sub-nobody", "keystrokes")
+    assert never["allowed"] is unknown["allowed"] is False
+    assert never["state"] is unknown["state"] is None
+    assert never["since"] is unknown["since"] is None
+    # Only the subject differs: an unknown person cannot be told from one who never decided.
+    assert {**never, "subject": "x"} == {**unknown, "subject": "x"}
+
+
+def test_a_category_on_another_legal_basis_is_allowed_without_consent(
+        world: World, client: FlaskClient, token: str) -> None:
+    world.person("sub-a")
+    answer = _ask(client, token, "sub-a", "performance")
+    assert answer == {"subject": "sub-a", "category": "performance", "allowed": True,
+                      "state": None, "notice_version": 1, "since": None,
+                      "legal_basis": "contract"}
+    assert _ask(client, token, "sub-nobody", "performance")["allowed"] is False
+
+
+@pytest.mark.parametrize(("query", "fields"), [
+    ({}, ["subject", "category"]),
+    ({"subject": "sub-a"}, ["category"]),
+    ({"subject": "", "category": "keystrokes"}, ["subject"]),
+    ({"subject": "s" * 256, "category": "keystrokes"}, ["subject"]),
+])
+def test_missing_parameters_are_named(world: World, client: FlaskClient, token: str,
+                                      query: dict[str, str], fields: list[str]) -> None:
+    response = client.get("/api/v1/consent", query_string=query, headers=bearer(token))
+    assert response.status_code == 400
+    assert [entry["field"] for entry in response.json["fields"]] == fields
