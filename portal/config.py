@@ -82,6 +82,10 @@ class Settings(BaseModel):
     # Where rate-limit counters live: memory:// (per process) or redis://host:6379/0 (shared).
     RATELIMIT_STORAGE_URL: str = "memory://"
     SIGN_IN_RATE_LIMIT: str = "30 per minute"
+    # Per collector token.
+    API_RATE_LIMIT: str = "600 per minute"
+    # The largest batch body accepted, after gzip decompression.
+    API_MAX_BODY_BYTES: int = Field(default=8 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
 
     @field_validator("SECRET_KEY")
     @classmethod
@@ -111,7 +115,7 @@ class Settings(BaseModel):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
 
-    @field_validator("SIGN_IN_RATE_LIMIT")
+    @field_validator("SIGN_IN_RATE_LIMIT", "API_RATE_LIMIT")
     @classmethod
     def _is_rate_limit(cls, value: str) -> str:
         from limits import parse_many

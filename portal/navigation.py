@@ -42,6 +42,7 @@ ENTRIES = (
     Entry("hr.index", _l("Consent records"), Role.HR),
     Entry("dpo.queue", _l("Request queue"), Role.DPO),
     Entry("admin.index", _l("Administration"), Role.ADMIN),
+    Entry("collectors.index", _l("Collectors"), Role.ADMIN),
 )
 
 

@@ -33,9 +33,20 @@ def demo_people() -> None:
 @demo_group.command("seed")
 @with_appcontext
 def demo_seed() -> None:
-    """Prepare the demo: record the demo people in the portal (safe to run again)."""
+    """Prepare the demo: the demo people, their consents and collected data (safe to rerun).
+
+    The collected data goes through the real collector API, so that the consent gate,
+    validation and encryption apply to it as to any collector's.
+    """
+    from portal.api.cli import seed_demo_collections
+
     added = record_demo_people(provider().people, issuer=issuer(current_app),
                                roles_claim=current_app.config["OIDC_ROLES_CLAIM"],
                                role_map=current_app.config["ROLE_MAP"])
     commit()
     click.echo(f"Demo people: {added} added, {len(provider().people) - added} already there.")
+    report = seed_demo_collections()
+    click.echo(f"Demo collection: {report.consents_given} consents given, "
+               f"{report.batches_stored} batches ({report.events_stored} events) stored "
+               f"through the collector API, {report.batches_already_there} already there, "
+               f"{report.consents_withdrawn} withdrawals acknowledged by the collector.")
