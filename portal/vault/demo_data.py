@@ -220,7 +220,7 @@ TYPED: dict[str, tuple[str, ...]] = {
         "SELECT customer_id, sum(amount) FROM invoice_line GROUP BY customer_id;",
         "const retry = (fn, attempts = 3) => fn().catch(e => attempts ? retry(fn, attempts - 1)"
         " : Promise.reject(e));",
-        "# TODO: remove once the old export job is switched off",
+        "# keep until the old export job is switched off",
     ),
     "terminal": (
         "git status", "git checkout -b fix/invoice-rounding",
