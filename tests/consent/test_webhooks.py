@@ -78,6 +78,24 @@ def _deliveries(app: Flask) -> list[WebhookDelivery]:
         return list(db.scalars(select(WebhookDelivery).order_by(WebhookDelivery.created_at)))
 
 
+def _give_then_withdraw(app: Flask, sign_in: SignIn, who: str, key: str = "keystrokes") -> None:
+    """Have ``who`` give and withdraw consent through the service, in one committed command."""
+    from portal.consent import service
+    from portal.consent.models import ConsentMethod
+    from tests.consent.conftest import category, person
+
+    signed_in(app, sign_in, who)
+    with app.app_context():
+        someone = person(app, who)
+        notice = service.current_notice_version()
+        assert notice is not None
+        service.grant_consent(someone, category(app, key), notice_version=notice,
+                              method=ConsentMethod.WEB, actor=someone)
+        service.withdraw_consent(someone, category(app, key), method=ConsentMethod.WEB,
+                                 actor=someone)
+        commit()
+
+
 def _check_signature(request: dict[str, Any], secret: str) -> dict[str, Any]:
     headers = {name.lower(): value for name, value in request["headers"].items()}
     message = (f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode()
@@ -164,20 +182,7 @@ def test_failing_collector_is_retried_with_backoff(app: Flask, catalog: int,
 def test_a_collector_that_never_answers_is_marked_failed(app: Flask, catalog: int,
                                                          sign_in: SignIn) -> None:
     _register(app, "http://127.0.0.1:9/unreachable")
-    from portal.consent import service
-    from portal.consent.models import ConsentMethod
-    from tests.consent.conftest import category, person
-
-    signed_in(app, sign_in, "bea")
-    with app.app_context():
-        bea = person(app, "bea")
-        notice = service.current_notice_version()
-        assert notice is not None
-        service.grant_consent(bea, category(app, "keystrokes"), notice_version=notice,
-                              method=ConsentMethod.WEB, actor=bea)
-        service.withdraw_consent(bea, category(app, "keystrokes"), method=ConsentMethod.WEB,
-                                 actor=bea)
-        commit()
+    _give_then_withdraw(app, sign_in, "bea")
     moment = _deliveries(app)[0].next_attempt_at
     for _ in range(webhooks.MAX_ATTEMPTS):
         webhooks.deliver_due(app, now=moment)
@@ -249,20 +254,7 @@ def test_notice_is_queued_in_the_same_transaction(app: Flask, catalog: int,
 def test_deliver_command_sends_what_is_due(app: Flask, catalog: int, receiver: Receiver,
                                            sign_in: SignIn) -> None:
     _register(app, receiver.url)
-    from portal.consent import service
-    from portal.consent.models import ConsentMethod
-    from tests.consent.conftest import category, person
-
-    signed_in(app, sign_in, "alex")
-    with app.app_context():
-        alex = person(app, "alex")
-        notice = service.current_notice_version()
-        assert notice is not None
-        service.grant_consent(alex, category(app, "keystrokes"), notice_version=notice,
-                              method=ConsentMethod.WEB, actor=alex)
-        service.withdraw_consent(alex, category(app, "keystrokes"), method=ConsentMethod.WEB,
-                                 actor=alex)
-        commit()
+    _give_then_withdraw(app, sign_in, "alex")
     result = app.test_cli_runner().invoke(args=["webhooks", "deliver"])
     assert (result.exit_code, result.output) == (0, "1 delivered, 0 to retry, 0 failed for "
                                                     "good.\n")
