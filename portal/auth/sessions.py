@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Flask, Request, Response
 from flask.sessions import SessionInterface, SessionMixin
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session as DbSession
 from typing_extensions import override
@@ -165,7 +165,3 @@ def _person_id(session: ServerSession) -> int | None:
     user_id = session.get("_user_id")
     return int(user_id) if user_id and str(user_id).isdigit() else None
 
-
-def find_session(db: DbSession, session_id: str) -> WebSession | None:
-    """Return the row of a raw session id (for tests and the sign-in freshness check)."""
-    return db.scalar(select(WebSession).where(WebSession.id_hash == _hash(session_id)))
