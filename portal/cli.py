@@ -29,6 +29,14 @@ def upgrade_database(app: Flask, revision: str = "head") -> None:
         alembic_command.upgrade(cfg, revision)
 
 
+def downgrade_database(app: Flask, revision: str) -> None:
+    """Take the schema of ``app``'s database back to ``revision``."""
+    cfg = alembic_config()
+    with get_engine(app).begin() as connection:
+        cfg.attributes["connection"] = connection
+        alembic_command.downgrade(cfg, revision)
+
+
 @click.group("db")
 def db_group() -> None:
     """Manage the database schema."""

@@ -2,40 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from flask import Flask
 from sqlalchemy import inspect
 
-from portal.cli import alembic_config, upgrade_database
+from portal.cli import downgrade_database, upgrade_database
 from portal.db import get_engine
-from portal.models import MODELS
+from tests.support.migrations import schema_differences
 
 VAULT_TABLES = {"data_key", "collected_batch"}
 
 
-def _differences(app: Flask) -> list[Any]:
-    with get_engine(app).connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
-        found = compare_metadata(context, MODELS[0].metadata)
-    return [difference for difference in found
-            if any(table in repr(difference) for table in VAULT_TABLES)]
-
-
 def test_the_migrated_schema_matches_the_models(app: Flask) -> None:
-    assert _differences(app) == []
+    assert schema_differences(app, VAULT_TABLES) == []
 
 
 def test_the_migration_goes_down_and_up_again(app: Flask) -> None:
     engine = get_engine(app)
-    config = alembic_config()
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0004")
+    downgrade_database(app, "0004")
     assert VAULT_TABLES.isdisjoint(inspect(engine).get_table_names())
     upgrade_database(app, "head")
     assert set(inspect(engine).get_table_names()) >= VAULT_TABLES
-    assert _differences(app) == []
+    assert schema_differences(app, VAULT_TABLES) == []
