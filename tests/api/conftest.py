@@ -142,8 +142,12 @@ def keystroke_batch(subject: str, *texts: str, minutes_ago: float = 30) -> dict[
 
 
 def gzipped(data: bytes) -> bytes:
-    """Compress like a collector would."""
-    return gzip.compress(data, compresslevel=6)
+    """Compress like a collector would.
+
+    mtime is fixed so that parametrized ids built from gzip bytes are the same in
+    every pytest-xdist worker (they must collect identical test ids).
+    """
+    return gzip.compress(data, compresslevel=6, mtime=0)
 
 
 class World:

@@ -260,7 +260,8 @@ def test_a_gzip_bomb_is_stopped_at_the_limit(world: World, client: FlaskClient,
 
 
 @pytest.mark.parametrize("data", [b"not gzip at all", gzipped(b'{"a": 1}')[:-6],
-                                  gzipped(b"{}") + b"trailing"])
+                                  gzipped(b"{}") + b"trailing"],
+                         ids=["not gzip", "truncated", "trailing garbage"])
 def test_a_broken_gzip_body_is_refused(world: World, client: FlaskClient, token: str,
                                        data: bytes) -> None:
     response = _post(client, token, data, **{"Content-Encoding": "gzip"})
