@@ -17,7 +17,19 @@ csrf = CSRFProtect()
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the portal: settings first, then each part in the order it depends on."""
-    from portal import auth, catalog, cli, config, consent, db, i18n, limits, navigation, security
+    from portal import (
+        audit,
+        auth,
+        catalog,
+        cli,
+        config,
+        consent,
+        db,
+        i18n,
+        limits,
+        navigation,
+        security,
+    )
     from portal.api.views import init_app as init_collector_api
     from portal.core import errors
     from portal.core.views import bp as core_bp
@@ -49,6 +61,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     auth.init_app(app)
     security.init_app(app, identity_provider=app.extensions["portal.oidc"].expected_issuer)
     errors.init_app(app)
+    audit.init_app(app)
     app.register_blueprint(core_bp)
     catalog.init_app(app)
     consent.init_app(app)

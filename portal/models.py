@@ -1,6 +1,7 @@
 """Every model of the portal, so that Alembic and the tests see the whole schema."""
 
 from portal.api.models import CollectionAcknowledgement, Collector
+from portal.audit.models import AuditChainHead, AuditEntry, AuditSubject
 from portal.auth.demo.models import DemoAccessToken, DemoAuthorizationCode
 from portal.auth.models import Person, WebSession
 from portal.catalog.models import Category, CategoryNotice, NoticeVersion, Objection
@@ -17,4 +18,5 @@ MODELS: tuple[type[Base], ...] = (Person, WebSession, DemoAuthorizationCode, Dem
                                   Category, NoticeVersion, CategoryNotice, Objection,
                                   ConsentChainHead, ConsentEvent, ConsentStatus, Collector,
                                   WebhookDelivery, DataKey, CollectedBatch,
-                                  CollectionAcknowledgement)
+                                  CollectionAcknowledgement, AuditChainHead, AuditEntry,
+                                  AuditSubject)

@@ -75,18 +75,18 @@ def test_verify_chain_names_the_first_broken_link() -> None:
     edited = [dict(row) for row in rows]
     edited[2]["state"] = "ConsentWithdrawn"
     verdict = chain.verify_chain(edited)
-    assert (verdict.ok, verdict.broken_event_id) == (False, 3)
+    assert (verdict.ok, verdict.broken_id) == (False, 3)
     assert "leaf hash" in verdict.problem
 
     deleted = rows[:2] + rows[3:]
     verdict = chain.verify_chain(deleted)
-    assert (verdict.broken_event_id, "missing" in verdict.problem) == (4, True)
+    assert (verdict.broken_id, "missing" in verdict.problem) == (4, True)
 
     swapped = [dict(row) for row in rows]
     swapped[1]["id"], swapped[2]["id"] = 3, 2
     swapped[1], swapped[2] = swapped[2], swapped[1]
     verdict = chain.verify_chain(swapped)
-    assert verdict.broken_event_id == 2 and "leaf hash" in verdict.problem
+    assert verdict.broken_id == 2 and "leaf hash" in verdict.problem
 
     truncated = chain.verify_chain(rows[:4], expected_length=5,
                                    expected_head=rows[-1]["chain_hash"])
