@@ -86,6 +86,31 @@ class Settings(BaseModel):
     API_RATE_LIMIT: str = "600 per minute"
     # The largest batch body accepted, after gzip decompression.
     API_MAX_BODY_BYTES: int = Field(default=8 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    # Per person: downloads of one's own data, and HR's consent-record exports.
+    DOWNLOAD_RATE_LIMIT: str = "10 per hour"
+    EXPORT_RATE_LIMIT: str = "30 per hour"
+
+    # Downloading one's data and executing a deletion ask the identity provider to check the
+    # person again (OIDC max_age) when their last sign-in there is older than this.
+    FRESH_SIGN_IN_MINUTES: int = Field(default=15, ge=1, le=24 * 60)
+
+    # Mail to employees and the DPO team. Empty SMTP_HOST: nothing is sent (each message is
+    # kept as undelivered, and the pages still show every step).
+    SMTP_HOST: str = ""
+    SMTP_PORT: int = Field(default=587, ge=1, le=65535)
+    SMTP_USERNAME: str = ""
+    SMTP_PASSWORD: str = ""
+    # "starttls" (port 587), "tls" (implicit TLS, port 465) or "none" (a relay on localhost).
+    SMTP_SECURITY: Literal["starttls", "tls", "none"] = "starttls"
+    SMTP_FROM: str = "privacy-portal@localhost"
+    # The DPO team's shared mailbox, told of every new request and every step.
+    DPO_TEAM_EMAIL: str = ""
+
+    # Whether executing a deletion needs a second DPO's confirmation after the approval.
+    DELETION_SECOND_DPO: bool = False
+
+    # HR's aggregates hide any group smaller than this, so nobody's choice can be inferred.
+    HR_MIN_GROUP_SIZE: int = Field(default=5, ge=2, le=1000)
 
     @field_validator("SECRET_KEY")
     @classmethod
@@ -115,7 +140,8 @@ class Settings(BaseModel):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
 
-    @field_validator("SIGN_IN_RATE_LIMIT", "API_RATE_LIMIT")
+    @field_validator("SIGN_IN_RATE_LIMIT", "API_RATE_LIMIT", "DOWNLOAD_RATE_LIMIT",
+                     "EXPORT_RATE_LIMIT")
     @classmethod
     def _is_rate_limit(cls, value: str) -> str:
         from limits import parse_many
@@ -124,6 +150,13 @@ class Settings(BaseModel):
             parse_many(value)
         except ValueError:
             raise ValueError("must be a limit such as '30 per minute' or '5/second'") from None
+        return value
+
+    @field_validator("SMTP_FROM", "DPO_TEAM_EMAIL")
+    @classmethod
+    def _is_mail_address(cls, value: str) -> str:
+        if value and ("@" not in value or any(char in value for char in "\r\n<>,; ")):
+            raise ValueError("must be one e-mail address, such as privacy@example.com")
         return value
 
     @field_validator("OIDC_SCOPES")

@@ -18,6 +18,25 @@ def sign_in_limit() -> str:
     return str(current_app.config["SIGN_IN_RATE_LIMIT"])
 
 
+def download_limit() -> str:
+    """Return the limit on downloads of one's own data, per person."""
+    return str(current_app.config["DOWNLOAD_RATE_LIMIT"])
+
+
+def export_limit() -> str:
+    """Return the limit on HR's consent-record exports, per person."""
+    return str(current_app.config["EXPORT_RATE_LIMIT"])
+
+
+def per_person() -> str:
+    """Key a limit by the signed-in person (by address for anyone else)."""
+    from flask_login import current_user
+
+    if current_user.is_authenticated:
+        return f"person:{current_user.get_id()}"
+    return get_remote_address()
+
+
 def init_app(app: Flask) -> None:
     """Hand the configured store and limits to Flask-Limiter."""
     app.config["RATELIMIT_STORAGE_URI"] = app.config["RATELIMIT_STORAGE_URL"]
