@@ -59,10 +59,17 @@ def rotate_master_key(new_key_file: TextIO) -> None:
 @with_appcontext
 def purge_expired(dry_run: bool) -> None:
     """Remove the batches older than their category's retention period and say what went."""
+    from portal.audit.models import AuditAction, AuditRole
+    from portal.audit.service import record
     from portal.vault.service import purge_expired as purge
 
     report = purge(dry_run=dry_run)
     if not dry_run:
+        for part in report:
+            record("vault.purge_expired", action=AuditAction.DELETE, role=AuditRole.OPERATOR,
+                   subjects=part.person_ids, actor_name="portal vault purge-expired",
+                   detail={"category": part.category_key, "batches": part.batches,
+                           "events": part.events, "retention_days": part.retention_days})
         commit()
     verb = "Would remove" if dry_run else "Removed"
     if not report:

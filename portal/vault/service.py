@@ -179,6 +179,8 @@ class PurgedCategory:
     events: int
     oldest: dt.datetime
     newest: dt.datetime
+    #: The people whose batches these were (for the audit log; ids only).
+    person_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -726,10 +728,12 @@ def purge_expired(*, now: dt.datetime | None = None,
                    func.max(CollectedBatch.collected_to)).where(*criteria)).one()
         if not batches:
             continue
+        people = tuple(db.scalars(select(CollectedBatch.person_id).where(*criteria)
+                                  .distinct().order_by(CollectedBatch.person_id)))
         if not dry_run:
             batches = db.execute(delete(CollectedBatch).where(*criteria)).rowcount  # type: ignore[attr-defined]
         report.append(PurgedCategory(category.key, category.retention_days, cutoff,
-                                     int(batches), int(events or 0), oldest, newest))
+                                     int(batches), int(events or 0), oldest, newest, people))
     db.flush()
     return report
 

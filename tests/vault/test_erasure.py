@@ -8,6 +8,8 @@ import pytest
 from flask import Flask
 from sqlalchemy import select, update
 
+from portal.audit.models import AuditRole
+from portal.audit.service import detail_of, entries_concerning
 from portal.db import commit, db
 from portal.vault import crypto, service
 from portal.vault.models import CollectedBatch, DataKey
@@ -156,5 +158,10 @@ def test_the_purge_command_says_what_it_removed(app: Flask) -> None:
     assert "Removed 3 batches in all." in done.output
     db.rollback()
     assert stored()[0] == 1
+    # Each category's purge is in the audit log, naming whose data went; a dry run is not.
+    entries = [(entry.what, entry.actor_role, detail_of(entry)["category"])
+               for entry in entries_concerning(alex.id)]
+    assert sorted(entries) == [("vault.purge_expired", AuditRole.OPERATOR, "keystrokes"),
+                               ("vault.purge_expired", AuditRole.OPERATOR, "pointer")]
     again = runner.invoke(args=["vault", "purge-expired"])
     assert "Nothing is past its retention period." in again.output
