@@ -38,6 +38,7 @@ test: install-test
 
 lint: install-test
 	$(BIN)/ruff check .
+	$(BIN)/bandit --quiet --recursive portal --severity-level medium
 	$(BIN)/portal translations check
 
 translations: install
