@@ -1,0 +1,76 @@
+"""Fuzz the collector API from its own OpenAPI document (schemathesis), on both databases.
+
+Every operation gets at least 300 valid and 300 invalid requests, generated from the served
+document. No answer may be a 5xx, and every answer must match the document: status, media
+type and body schema. (Schemathesis's own pytest plugin does not run under pytest 9 yet, so
+the strategies are driven with Hypothesis directly.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import schemathesis
+from flask import Flask
+from hypothesis import HealthCheck, given, settings
+from schemathesis import GenerationMode
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from tests.api.conftest import World
+
+EXAMPLES = 300
+# The document's own address takes no input, so there is nothing to fuzz there.
+# What the issue asks: no 5xx, and no answer outside the document. (Schemathesis's checks of
+# the requests themselves are left out: an unknown query parameter is ignored, as HTTP
+# services do, and the bearer token is always sent so that requests reach past the door.)
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
+          response_headers_conformance, response_schema_conformance]
+OPERATIONS = ("GET /api/v1/consent", "GET /api/v1/consent/changes", "POST /api/v1/batches",
+              "POST /api/v1/consent/acknowledgements")
+
+
+@pytest.fixture
+def collector_token(world: World) -> str:
+    """A collector of every category, and a person who consented to some, so that the
+    fuzzer reaches the code behind authentication and the consent gate too."""
+    world.grant("sub-fuzz", "keystrokes", "pointer", "clicks")
+    return world.collector("fuzz agent", ("pointer", "clicks", "keystrokes", "ai_transcripts",
+                                          "conversations", "performance",
+                                          "sensitivity_ratings"))
+
+
+def test_the_document_lists_every_operation(app: Flask) -> None:
+    schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
+    labels = {result.ok().label for result in schema.get_all_operations()}
+    assert labels == set(OPERATIONS)
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
+                         ids=["valid", "invalid"])
+@pytest.mark.parametrize("label", OPERATIONS)
+def test_no_request_breaks_the_api(app: Flask, collector_token: str, label: str,
+                                   mode: GenerationMode) -> None:
+    schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
+    operation = schema.find_operation_by_label(label)
+    assert operation is not None
+    headers = {"Authorization": f"Bearer {collector_token}"}
+    calls: list[int] = []
+
+    @given(case=operation.as_strategy(generation_mode=mode))
+    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    def call(case: Any) -> None:
+        response = case.call_and_validate(headers={**(case.headers or {}), **headers},
+                                          checks=CHECKS)
+        calls.append(response.status_code)
+
+    call()
+    assert all(status < 500 for status in calls)
+    assert len(calls) >= EXAMPLES
