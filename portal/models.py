@@ -12,6 +12,8 @@ from portal.consent.models import (
     WebhookDelivery,
 )
 from portal.db import Base
+from portal.mail import MailMessage
+from portal.requests.models import DeletionRequest, DeletionStep, KeptItem, RequestEvent
 from portal.vault.models import CollectedBatch, DataKey
 
 MODELS: tuple[type[Base], ...] = (Person, WebSession, DemoAuthorizationCode, DemoAccessToken,
@@ -19,4 +21,5 @@ MODELS: tuple[type[Base], ...] = (Person, WebSession, DemoAuthorizationCode, Dem
                                   ConsentChainHead, ConsentEvent, ConsentStatus, Collector,
                                   WebhookDelivery, DataKey, CollectedBatch,
                                   CollectionAcknowledgement, AuditChainHead, AuditEntry,
-                                  AuditSubject)
+                                  AuditSubject, DeletionRequest, RequestEvent, KeptItem,
+                                  DeletionStep, MailMessage)

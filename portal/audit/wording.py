@@ -17,6 +17,8 @@ WHAT: dict[str, LazyString] = {
     "my_data.download": _l("Downloaded a copy of the data held about you"),
     "hr.view": _l("Viewed consent records that include yours"),
     "hr.export": _l("Exported consent records that include yours"),
+    "requests.submit": _l("Made a request about the data held about you"),
+    "requests.cancel": _l("Cancelled your request"),
     "requests.view": _l("Opened your request"),
     "requests.decide": _l("Decided on your request"),
     "requests.execute": _l("Carried out the deletion you requested"),

@@ -117,9 +117,14 @@ class CategoryNotice(Base):
 
 
 class ObjectionState(enum.StrEnum):
-    """Where an objection stands (the DPO workflow of issue 7 adds its decisions)."""
+    """Where an objection stands: received, its answer extended once, then decided."""
 
     RECEIVED = "received"
+    EXTENDED = "extended"
+    # The DPO agrees that the person's reasons outweigh the company's interest.
+    UPHELD = "upheld"
+    # The DPO weighed the reasons and the recording goes on; the person is told why.
+    DISMISSED = "dismissed"
 
 
 class Objection(Base):
@@ -131,7 +136,8 @@ class Objection(Base):
 
     __tablename__ = "objection"
     __table_args__ = (
-        CheckConstraint("state IN ('received')", name="state_known"),
+        CheckConstraint("state IN ('received', 'extended', 'upheld', 'dismissed')",
+                        name="state_known"),
         CheckConstraint("due_at > filed_at", name="due_after_filing"),
         Index("ix_objection_person_id_category_key", "person_id", "category_key"),
     )

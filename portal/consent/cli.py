@@ -60,7 +60,7 @@ def ledger_verify() -> None:
 
 @click.group("receipts")
 def receipts_group() -> None:
-    """Check signed consent receipts."""
+    """Check signed consent receipts and certificates of deletion."""
 
 
 @receipts_group.command("verify")
@@ -69,8 +69,9 @@ def receipts_group() -> None:
               help="A JWK Set or JWK with the public key (e.g. a saved "
                    "/.well-known/jwks.json). Default: this installation's own key.")
 def receipts_verify(receipt: Path, key_file: Path | None) -> None:
-    """Check a receipt offline: signature, consistency and ledger leaf hash."""
-    from portal.consent.receipts import key_path, load_keys, public_jwks, verify_receipt
+    """Check a receipt or a certificate of deletion offline: signature and consistency."""
+    from portal.consent.receipts import key_path, load_keys, public_jwks, verify_document
+    from portal.requests.certificate import CERTIFICATE_TYPE, check_certificate
 
     try:
         if key_file is not None:
@@ -84,7 +85,8 @@ def receipts_verify(receipt: Path, key_file: Path | None) -> None:
     except (ValueError, KeyError) as exc:
         click.echo(f"INVALID: the key cannot be read ({exc})")
         sys.exit(2)
-    check = verify_receipt(receipt.read_text(errors="replace"), keys)
+    check = verify_document(receipt.read_text(errors="replace"), keys,
+                            {CERTIFICATE_TYPE: check_certificate})
     click.echo(check.describe())
     if not check.valid:
         sys.exit(1)

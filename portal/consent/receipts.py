@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,14 +214,19 @@ def build_receipt(facts: ReceiptFacts, *, issued_at: int) -> dict[str, Any]:
     }
 
 
-def sign_receipt(claims: Mapping[str, Any], app: Flask | None = None) -> str:
-    """Sign receipt claims as a compact JWS with the instance key."""
+def sign_document(claims: Mapping[str, Any], app: Flask | None = None) -> str:
+    """Sign a JSON document (a receipt, a certificate) as a compact JWS with the instance key."""
     app = app or current_app._get_current_object()  # type: ignore[attr-defined]
     key = signing_key(app)
     header = {"alg": ALGORITHM, "typ": "JWT", "kid": key_id(key),
               "jku": str(app.config["BASE_URL"]) + JWKS_PATH}
     payload = json.dumps(claims, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return str(jws.serialize_compact(header, payload.encode(), key, algorithms=[ALGORITHM]))
+
+
+def sign_receipt(claims: Mapping[str, Any], app: Flask | None = None) -> str:
+    """Sign receipt claims as a compact JWS with the instance key."""
+    return sign_document(claims, app)
 
 
 # --- checking --------------------------------------------------------------------------------
@@ -233,11 +238,15 @@ class ReceiptCheck:
     valid: bool
     reason: str
     claims: dict[str, Any] = field(default_factory=dict)
+    #: What a valid document other than a consent receipt states, in one line.
+    summary: str = ""
 
     def describe(self) -> str:
         """Say the outcome in plain words for the command line."""
         if not self.valid:
             return f"INVALID: {self.reason}"
+        if self.summary:
+            return f"VALID: {self.summary} ({self.reason})"
         record = self.claims["consentRecord"]
         category = record["dataCategories"][0]["key"]
         return (f"VALID: receipt {self.claims['jti']}: {record['event']['state']} for "
@@ -260,25 +269,60 @@ def load_keys(document: Mapping[str, Any]) -> KeySet:
     return KeySet(public)
 
 
-def verify_receipt(token: str, keys: KeySet) -> ReceiptCheck:
-    """Check a receipt's signature, its consistency and its ledger leaf hash."""
+#: Checks the signed claims of one kind of document (after the signature verified); the
+#: second argument names the key that signed it.
+DocumentCheck = Callable[[dict[str, Any], str], ReceiptCheck]
+
+
+def open_signed(token: str, keys: KeySet) -> ReceiptCheck:
+    """Check a compact JWS's signature and read its JSON claims (valid: signature and JSON)."""
     token = token.strip()
     if token.count(".") != 2:
         return ReceiptCheck(False, "not a compact JWS (expected three dot-separated parts)")
     try:
-        # Only our algorithm: a receipt claiming "none" or an HMAC algorithm is refused.
+        # Only our algorithm: a document claiming "none" or an HMAC algorithm is refused.
         signature = jws.deserialize_compact(token, keys, algorithms=[ALGORITHM])
     except JoseError as exc:
         return ReceiptCheck(False, f"the signature does not verify with the given key "
                                    f"({exc.error})")
     except ValueError as exc:
-        return ReceiptCheck(False, f"the receipt cannot be read ({exc})")
+        return ReceiptCheck(False, f"the document cannot be read ({exc})")
     try:
         claims = json.loads(signature.payload)
     except ValueError:
         return ReceiptCheck(False, "the signed content is not JSON")
     if not isinstance(claims, dict):
         return ReceiptCheck(False, "the signed content is not a JSON object")
+    return ReceiptCheck(True, f"signed by key {signature.headers().get('kid')}", claims)
+
+
+def verify_document(token: str, keys: KeySet,
+                    checks: Mapping[str, DocumentCheck] | None = None) -> ReceiptCheck:
+    """Check any signed document of the portal: its ``type`` claim picks the check.
+
+    Documents without a ``type`` claim are consent receipts.
+    """
+    opened = open_signed(token, keys)
+    if not opened.valid:
+        return opened
+    kind = opened.claims.get("type")
+    if kind is None:
+        return _check_receipt(opened.claims, opened.reason)
+    check = (checks or {}).get(str(kind))
+    if check is None:
+        return ReceiptCheck(False, f"unknown kind of document {kind!r}")
+    return check(opened.claims, opened.reason)
+
+
+def verify_receipt(token: str, keys: KeySet) -> ReceiptCheck:
+    """Check a receipt's signature, its consistency and its ledger leaf hash."""
+    opened = open_signed(token, keys)
+    if not opened.valid:
+        return opened
+    return _check_receipt(opened.claims, opened.reason)
+
+
+def _check_receipt(claims: dict[str, Any], signed_by: str) -> ReceiptCheck:
     try:
         record = claims["consentRecord"]
         ledger = claims["ledger"]
@@ -296,6 +340,4 @@ def verify_receipt(token: str, keys: KeySet) -> ReceiptCheck:
         return ReceiptCheck(False, f"a required field is missing or malformed ({exc})")
     if leaf != ledger["leafHash"]:
         return ReceiptCheck(False, "the ledger leaf hash does not match the event fields")
-    header = signature.headers()
-    return ReceiptCheck(True, f"signed by key {header.get('kid')}, ledger leaf {leaf[:16]}…",
-                        claims)
+    return ReceiptCheck(True, f"{signed_by}, ledger leaf {leaf[:16]}…", claims)

@@ -89,6 +89,48 @@ def enqueue_stop_notices(event: ConsentEvent) -> list[WebhookDelivery]:
     return deliveries
 
 
+#: A deletion notice: the collector must delete its local copies of a person's category.
+DELETE_KIND = "data.delete"
+
+
+def enqueue_deletion_notices(person: Person, category_key: str, *, reference: str,
+                             since: dt.datetime | None, until: dt.datetime | None,
+                             occurred_at: dt.datetime) -> list[WebhookDelivery]:
+    """Queue "delete your local copies" for every active collector of a category.
+
+    Sent when a deletion request is carried out, in the transaction that deletes the portal's
+    own copy; ``since``/``until`` bound the period (both ``None``: everything).
+    """
+    collectors = [collector for collector in db.scalars(
+        select(Collector).where(Collector.revoked_at.is_(None), Collector.webhook_url != "")
+        .order_by(Collector.id)) if collector.records(category_key)]
+    deliveries = []
+    for collector in collectors:
+        delivery = WebhookDelivery(collector_id=collector.id, event_id=None, kind=DELETE_KIND,
+                                   state=DeliveryState.PENDING, attempts=0,
+                                   next_attempt_at=occurred_at, created_at=occurred_at)
+        delivery.id = str(uuid.uuid4())
+        delivery.body = json.dumps({
+            "type": DELETE_KIND,
+            "timestamp": format_time(occurred_at),
+            "data": {
+                "person_id": person.id,
+                "subject": person.subject,
+                "category": category_key,
+                "since": format_time(since) if since else None,
+                "until": format_time(until) if until else None,
+                "request": reference,
+                "occurred_at": format_time(occurred_at),
+            },
+        }, sort_keys=True, separators=(",", ":"))
+        db.add(delivery)
+        deliveries.append(delivery)
+    if deliveries:
+        db.flush()
+        g.webhooks_queued = True
+    return deliveries
+
+
 def signing_key(secret: str) -> bytes:
     """Return the HMAC key of a ``whsec_`` secret (its base64-decoded bytes)."""
     return base64.b64decode(secret.removeprefix("whsec_"))

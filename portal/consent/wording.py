@@ -66,6 +66,8 @@ def webhook_kind_label(kind: str) -> str:
         "consent.withdrawn": _l("Consent withdrawn: stop"),
         "consent.expired": _l("Notice changed: pause"),
         "consent.refused": _l("Consent declined: stop"),
+        # i18n: a notice telling a collector to delete its own copies after a deletion request
+        "data.delete": _l("Deletion request: delete local copies"),
     }
     return str(labels.get(kind, kind))
 

@@ -1,0 +1,265 @@
+"""Mail to employees and the DPO team: an outbox written with each step, sent after commit.
+
+:func:`queue_mail` renders a message in the recipient's language and adds it to the outbox in
+the same transaction as the step it announces, so a mail is never sent for a step that was
+rolled back, and never lost for one that was saved. :func:`send_pending` sends what is due
+through the configured SMTP server (STARTTLS, implicit TLS, or none for a local relay); a
+failure leaves the message pending with a later retry time. It runs right after a request
+that queued mail, and from ``portal mail send``. Rows are claimed with a lease, so several
+senders never send the same message twice at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import logging
+import smtplib
+import ssl
+import uuid
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+
+import click
+from flask import Flask, current_app, g, render_template
+from flask.cli import with_appcontext
+from flask_babel import force_locale
+from flask_babel.speaklater import LazyString
+from sqlalchemy import CheckConstraint, Enum, Index, Integer, String, Text, or_, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+from werkzeug.wrappers import Response
+
+from portal.db import Base, UTCDateTime, get_engine, utcnow
+
+log = logging.getLogger(__name__)
+
+#: After this many failed tries a message is marked failed (and shown by ``portal mail send``).
+MAX_ATTEMPTS = 20
+FIRST_RETRY = dt.timedelta(minutes=1)
+LONGEST_WAIT = dt.timedelta(hours=6)
+LEASE = dt.timedelta(minutes=2)
+TIMEOUT_SECONDS = 10.0
+BATCH = 50
+
+
+class MailState(enum.StrEnum):
+    """Where a message stands."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class MailMessage(Base):
+    """A message owed to someone: the exact text to send, kept until it is sent.
+
+    Bodies name requests and steps only, never collected content.
+    """
+
+    __tablename__ = "mail_message"
+    __table_args__ = (
+        CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        Index("ix_mail_message_state_next_attempt_at", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True,
+                                    default=lambda: str(uuid.uuid4()))
+    recipient: Mapped[str] = mapped_column(String(320))
+    locale: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str] = mapped_column(String(255))
+    body: Mapped[str] = mapped_column(Text)
+    state: Mapped[MailState] = mapped_column(
+        Enum(MailState, native_enum=False, length=16, validate_strings=True,
+             values_callable=lambda members: [str(member.value) for member in members],
+             create_constraint=True, name="mailstate"),
+        default=MailState.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str] = mapped_column(String(255), default="")
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+def recipient_locale(locale: str | None) -> str:
+    """Return the language to write to someone in: theirs if we speak it, else the default."""
+    from portal.i18n import LANGUAGES
+
+    return locale if locale in LANGUAGES else str(current_app.config["DEFAULT_LOCALE"])
+
+
+def queue_mail(recipient: str, *, locale: str | None, subject: LazyString, template: str,
+               **context: object) -> MailMessage | None:
+    """Render ``template`` in the recipient's language and add it to the outbox (flushes).
+
+    ``subject`` is a lazy string, translated in that language. Returns ``None`` when there is
+    nobody to write to (no address).
+    """
+    from portal.db import db
+
+    if not recipient:
+        return None
+    language = recipient_locale(locale)
+    with force_locale(language):
+        message = MailMessage(recipient=recipient, locale=language,
+                              subject=str(subject)[:255],
+                              body=render_template(template, **context),
+                              state=MailState.PENDING, attempts=0, created_at=utcnow(),
+                              next_attempt_at=utcnow())
+    db.add(message)
+    db.flush()
+    g.mail_queued = True
+    return message
+
+
+def backoff(attempts: int) -> dt.timedelta:
+    """Return how long to wait after the ``attempts``-th failure (1 min, 2 min … 6 h)."""
+    wait: dt.timedelta = FIRST_RETRY * (2 ** max(0, attempts - 1))
+    return min(wait, LONGEST_WAIT)
+
+
+@dataclass
+class SendRun:
+    """What one pass of the sender did."""
+
+    sent: int = 0
+    retrying: int = 0
+    failed: int = 0
+
+
+def _connect(config: dict[str, object]) -> smtplib.SMTP:
+    host, port = str(config["SMTP_HOST"]), int(str(config["SMTP_PORT"]))
+    security = config["SMTP_SECURITY"]
+    context = ssl.create_default_context()
+    server: smtplib.SMTP
+    if security == "tls":
+        server = smtplib.SMTP_SSL(host, port, timeout=TIMEOUT_SECONDS, context=context)
+    else:
+        server = smtplib.SMTP(host, port, timeout=TIMEOUT_SECONDS)
+        if security == "starttls":
+            server.starttls(context=context)
+    if config["SMTP_USERNAME"]:
+        server.login(str(config["SMTP_USERNAME"]), str(config["SMTP_PASSWORD"]))
+    return server
+
+
+def _email(message: MailMessage, sender: str) -> EmailMessage:
+    email = EmailMessage()
+    email["From"] = sender
+    email["To"] = message.recipient
+    email["Subject"] = message.subject
+    email["Date"] = format_datetime(message.created_at)
+    email["Message-ID"] = make_msgid(idstring=message.id.replace("-", ""), domain="portal")
+    email.set_content(message.body)
+    # After set_content, which replaces every Content-* header.
+    email["Content-Language"] = message.locale
+    return email
+
+
+def _claim(session: Session, now: dt.datetime) -> list[str]:
+    due = session.scalars(
+        select(MailMessage.id)
+        .where(MailMessage.state == MailState.PENDING, MailMessage.next_attempt_at <= now,
+               or_(MailMessage.claimed_until.is_(None), MailMessage.claimed_until < now))
+        .order_by(MailMessage.next_attempt_at).limit(BATCH)).all()
+    claimed = []
+    for message_id in due:
+        # Compare-and-set: of several senders reaching the same row, exactly one wins.
+        result = session.execute(
+            update(MailMessage.__table__)
+            .where(MailMessage.id == message_id, MailMessage.state == MailState.PENDING,
+                   or_(MailMessage.claimed_until.is_(None), MailMessage.claimed_until < now))
+            .values(claimed_until=now + LEASE))
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            claimed.append(message_id)
+    session.commit()
+    return claimed
+
+
+def send_pending(app: Flask | None = None, *, now: dt.datetime | None = None) -> SendRun:
+    """Send every message that is due once; a failure is retried later, never dropped."""
+    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+    run = SendRun()
+    if not app.config["SMTP_HOST"]:
+        return run
+    with app.app_context(), Session(get_engine(app), expire_on_commit=False) as session:
+        claimed = _claim(session, now or utcnow())
+        if not claimed:
+            return run
+        server: smtplib.SMTP | None = None
+        try:
+            server = _connect(app.config)
+        except (OSError, smtplib.SMTPException) as exc:
+            connect_error = f"{type(exc).__name__}: {exc}"[:255]
+        for message_id in claimed:
+            message = session.get(MailMessage, message_id)
+            assert message is not None
+            attempt_at = now or utcnow()
+            error = "" if server is not None else connect_error
+            if server is not None:
+                try:
+                    server.send_message(_email(message, app.config["SMTP_FROM"]))
+                except (OSError, smtplib.SMTPException) as exc:
+                    error = f"{type(exc).__name__}: {exc}"[:255]
+            message.attempts += 1
+            message.claimed_until = None
+            message.last_error = error
+            if not error:
+                message.state, message.sent_at = MailState.SENT, attempt_at
+                run.sent += 1
+            elif message.attempts >= MAX_ATTEMPTS:
+                message.state = MailState.FAILED
+                run.failed += 1
+                log.error("mail %s failed for good: %s", message.id, error)
+            else:
+                message.next_attempt_at = attempt_at + backoff(message.attempts)
+                run.retrying += 1
+                log.warning("mail %s not sent (%s); retry at %s", message.id, error,
+                            message.next_attempt_at.isoformat())
+            session.commit()
+        if server is not None:
+            try:
+                server.quit()
+            except (OSError, smtplib.SMTPException):
+                log.warning("the mail server did not close the connection cleanly")
+    return run
+
+
+def _send_quietly(app: Flask) -> None:
+    try:
+        send_pending(app)
+    except Exception:
+        # The outbox keeps every message; `portal mail send` or the next request sends it.
+        log.exception("sending mail after a request failed")
+
+
+def send_after_commit(response: Response) -> Response:
+    """Once a request that queued mail has been answered (and so committed), send it."""
+    if g.pop("mail_queued", False) and response.status_code < 400:
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        response.call_on_close(lambda: _send_quietly(app))
+    return response
+
+
+@click.group("mail")
+def mail_group() -> None:
+    """Send the portal's mail."""
+
+
+@mail_group.command("send")
+@with_appcontext
+def mail_send() -> None:
+    """Send every message that is due; failures stay pending and are retried later."""
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    if not app.config["SMTP_HOST"]:
+        click.echo("PORTAL_SMTP_HOST is not set: nothing was sent; messages stay pending.")
+        return
+    run = send_pending(app)
+    click.echo(f"{run.sent} sent, {run.retrying} to retry, {run.failed} failed for good.")
+
+
+def init_app(app: Flask) -> None:
+    """Send queued mail after each request that queued some; add ``portal mail send``."""
+    app.after_request(send_after_commit)
+    app.cli.add_command(mail_group)
