@@ -98,6 +98,9 @@ class ConsentEvent(Base):
         CheckConstraint("actor_role = 'system' OR actor_id IS NOT NULL", name="actor_named"),
         Index("ix_consent_event_person_id_id", "person_id", "id"),
         Index("ix_consent_event_category_key", "category_key"),
+        # HR's "as of" view: each person's last event per category at or before a moment.
+        Index("ix_consent_event_person_id_category_key_occurred_at",
+              "person_id", "category_key", "occurred_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
@@ -179,7 +182,8 @@ class WebhookDelivery(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True,
                                     default=lambda: str(uuid.uuid4()))
     collector_id: Mapped[int] = mapped_column(ForeignKey("collector.id"))
-    event_id: Mapped[int] = mapped_column(ForeignKey("consent_event.id"))
+    # The consent event announced; empty for a deletion notice (kind "data.delete").
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("consent_event.id"))
     kind: Mapped[str] = mapped_column(String(32))
     # The exact body signed and sent, kept so that every retry sends the same bytes.
     body: Mapped[str] = mapped_column(String)
