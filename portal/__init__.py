@@ -25,9 +25,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         config,
         consent,
         db,
+        exports,
+        hr,
         i18n,
         limits,
         navigation,
+        requests,
         security,
     )
     from portal.api.views import init_app as init_collector_api
@@ -65,6 +68,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(core_bp)
     catalog.init_app(app)
     consent.init_app(app)
+    requests.init_app(app)
+    hr.init_app(app)
+    exports.init_app(app)
     init_collector_api(app)
     cli.init_app(app)
     return app
