@@ -115,6 +115,12 @@ def init_app(app: Flask) -> None:
             else:
                 # A refused request changes nothing, whatever it flushed before refusing.
                 session.rollback()
+        except Exception:
+            # The failed unit of work expired everything it loaded, the signed-in person
+            # included; the error page must not touch those objects. Flask-Login loads the
+            # person again, in a new unit of work, if the page needs them.
+            g.pop("_login_user", None)
+            raise
         finally:
             session.close()
         return response

@@ -787,3 +787,121 @@ def rotate_master_key(new: crypto.MasterKey) -> RotationReport:
                           rewrapped=rewrapped, already_new=counts.get(new.key_id, 0),
                           destroyed=destroyed)
 
+
+# --- long reads of one's own data (the download) ---------------------------------------------
+
+def stream_own_batches(subject: Person, category_key: str, *,
+                       since: dt.datetime | None = None, until: dt.datetime | None = None,
+                       newest_first: bool = False,
+                       rows_per_fetch: int = 16) -> Iterator[DecryptedBatch]:
+    """Decrypt and yield the signed-in person's batches of one category, a few at a time.
+
+    Like :func:`read_own_batches` (the same rule: ``subject`` is the person reading), for
+    reads of any size: rows come from the database ``rows_per_fetch`` at a time (a
+    server-side cursor on PostgreSQL) as plain rows, not ORM objects, so the memory used is
+    a few batches whatever the person holds. ``newest_first`` orders by the end of the
+    collection window, newest first (for previews); otherwise oldest first.
+
+    :raise VaultIntegrityError: a batch does not open (wrong master key, moved or altered).
+    """
+    key = db.scalar(select(DataKey).where(DataKey.person_id == subject.id,
+                                          DataKey.category_key == category_key,
+                                          DataKey.destroyed_at.is_(None)))
+    if key is None:
+        return
+    material = _unwrap(configured_master_key(), key)
+    order = ((CollectedBatch.collected_to.desc(), CollectedBatch.id.desc()) if newest_first
+             else (CollectedBatch.collected_from, CollectedBatch.id))
+    rows = db.execute(
+        select(CollectedBatch.public_id, CollectedBatch.person_id, CollectedBatch.category_key,
+               CollectedBatch.collected_from, CollectedBatch.collected_to,
+               CollectedBatch.received_at, CollectedBatch.dss_level, CollectedBatch.nonce,
+               CollectedBatch.ciphertext)
+        .where(CollectedBatch.person_id == subject.id, CollectedBatch.data_key_id == key.id,
+               *_window(since, until))
+        .order_by(*order)
+        .execution_options(yield_per=rows_per_fetch))
+    for row in rows:
+        try:
+            plaintext = crypto.open_batch(material, row.nonce, row.ciphertext,
+                                          batch_id=row.public_id, person_id=row.person_id,
+                                          category_key=row.category_key,
+                                          max_size=MAX_CONTENT_BYTES)
+        except crypto.DecryptionFailed as exc:
+            raise VaultIntegrityError(str(exc)) from exc
+        yield DecryptedBatch(row.public_id, row.category_key, row.collected_from,
+                             row.collected_to, row.received_at, row.dss_level,
+                             json.loads(plaintext))
+
+
+# --- erasure checks (deletion requests) ------------------------------------------------------
+
+@dataclass(frozen=True)
+class ScopeCount:
+    """How much of a person's data lies in a deletion's scope: metadata only."""
+
+    batches: int
+    events: int
+    first: dt.datetime | None
+    last: dt.datetime | None
+
+
+def count_in_scope(person_id: int, category_key: str, *, since: dt.datetime | None = None,
+                   until: dt.datetime | None = None,
+                   received_before: dt.datetime | None = None) -> ScopeCount:
+    """Count the person's batches of a category whose window overlaps [since, until].
+
+    ``received_before`` leaves out batches stored after that moment (consent given again
+    after a deletion is new data, not a remainder of the deleted one).
+    """
+    criteria = [CollectedBatch.person_id == person_id,
+                CollectedBatch.category_key == category_key, *_window(since, until)]
+    if received_before is not None:
+        criteria.append(CollectedBatch.received_at <= received_before)
+    batches, events, first, last = db.execute(
+        select(func.count(), func.sum(CollectedBatch.event_count),
+               func.min(CollectedBatch.collected_from), func.max(CollectedBatch.collected_to))
+        .where(*criteria)).one()
+    return ScopeCount(int(batches or 0), int(events or 0), first, last)
+
+
+def categories_with_data(person_id: int) -> set[str]:
+    """Return the category keys of which the person has batches or a live data key."""
+    with_batches = set(db.scalars(select(CollectedBatch.category_key).distinct()
+                                  .where(CollectedBatch.person_id == person_id)))
+    with_keys = set(db.scalars(select(DataKey.category_key)
+                               .where(DataKey.person_id == person_id,
+                                      DataKey.destroyed_at.is_(None))))
+    return with_batches | with_keys
+
+
+def live_key_ids(person_id: int, category_key: str) -> list[str]:
+    """Return the ids of the person's live data keys of a category (before shredding them)."""
+    return list(db.scalars(select(DataKey.id).where(
+        DataKey.person_id == person_id, DataKey.category_key == category_key,
+        DataKey.destroyed_at.is_(None)).order_by(DataKey.id)))
+
+
+def key_still_opens(key_id: str) -> bool:
+    """Try to unwrap a data key with the configured master key; say whether it still opens.
+
+    A crypto-shredded key has no wrapped material left, so nothing it sealed can be read
+    again; this proves it by trying.
+    """
+    key = db.get(DataKey, key_id, populate_existing=True)
+    if key is None:
+        return False
+    try:
+        crypto.unwrap_data_key(configured_master_key(), key.wrapped_key, key_id=key.id,
+                               person_id=key.person_id, category_key=key.category_key)
+    except crypto.DecryptionFailed:
+        return False
+    return True
+
+
+def batches_sealed_by(key_ids: Sequence[str]) -> int:
+    """Count the batches still stored under any of these data keys."""
+    if not key_ids:
+        return 0
+    return int(db.scalar(select(func.count()).select_from(CollectedBatch)
+                         .where(CollectedBatch.data_key_id.in_(list(key_ids)))) or 0)
