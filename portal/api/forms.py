@@ -29,6 +29,8 @@ DEFAULT_CHANGES = 100
 MAX_CHANGES = 1000
 #: A cursor is a ledger position; 18 digits fit a 64-bit integer with room to spare.
 MAX_CURSOR_DIGITS = 18
+#: Cursors are ledger positions, stored as 32-bit integers: none can lie beyond this one.
+LAST_POSITION = 2**31 - 1
 _TIME_HINT = "must be a date and time with its time zone (RFC 3339), such as 2026-03-02T09:14:07Z"
 
 
@@ -149,7 +151,7 @@ def parse_acknowledgement(body: object) -> AcknowledgementRequest:
     cursor = _cursor(fields.get("change_cursor"))
     if "change_cursor" not in fields:
         problems.append(("$.change_cursor", "is required"))
-    elif cursor is None:
+    elif cursor is None or cursor > LAST_POSITION:
         problems.append(("$.change_cursor", "must be a cursor from the changes feed (a string "
                          "of digits)"))
     action = fields.get("action")
@@ -193,7 +195,9 @@ def parse_changes_query(args: Mapping[str, str]) -> tuple[int, int]:
             problems.append(("after", "must be a cursor from the changes feed (a string of "
                              "digits)"))
         else:
-            after = parsed
+            # Nothing follows a cursor beyond the last possible position; clamping keeps
+            # such a value out of the query, where PostgreSQL would refuse it.
+            after = min(parsed, LAST_POSITION)
     limit = DEFAULT_CHANGES
     if "limit" in args:
         raw = args["limit"]

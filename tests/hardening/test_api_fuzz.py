@@ -74,3 +74,17 @@ def test_no_request_breaks_the_api(app: Flask, collector_token: str, label: str,
     call()
     assert all(status < 500 for status in calls)
     assert len(calls) >= EXAMPLES
+
+
+def test_a_cursor_beyond_the_ledger_is_harmless(app: Flask, collector_token: str) -> None:
+    """Found by the fuzzer: an 18-digit cursor reached PostgreSQL's 32-bit ids and failed."""
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {collector_token}"}
+    feed = client.get("/api/v1/consent/changes?after=999999999999999999", headers=headers)
+    assert feed.status_code == 200 and feed.json["changes"] == []
+    acknowledgement = client.post("/api/v1/consent/acknowledgements", headers=headers, json={
+        "subject": "sub-fuzz", "category": "pointer", "change_cursor": "999999999999999999",
+        "action": "stopped", "last_event_at": None})
+    assert acknowledgement.status_code == 400
+    assert acknowledgement.json["error"] == "invalid_request"
+    assert "change_cursor" in acknowledgement.json["message"]
