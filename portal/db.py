@@ -8,11 +8,12 @@ together. Commands commit explicitly through :func:`commit`.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, current_app, g
-from sqlalchemy import DateTime, MetaData, create_engine, event, text
+from sqlalchemy import DateTime, Enum, MetaData, create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -62,6 +63,20 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=dt.UTC)
         return value.astimezone(dt.UTC)
+
+
+def _enum_values(members: type[enum.Enum]) -> list[str]:
+    return [str(member.value) for member in members]
+
+
+def str_enum(cls: type[enum.Enum], length: int) -> Enum:
+    """Return the column type of a StrEnum: stored as its value, checked by the database.
+
+    No native enum type, so the same schema works on SQLite and PostgreSQL; the CHECK
+    constraint is named after the enum class.
+    """
+    return Enum(cls, native_enum=False, length=length, validate_strings=True,
+                values_callable=_enum_values, create_constraint=True, name=cls.__name__.lower())
 
 
 def utcnow() -> dt.datetime:

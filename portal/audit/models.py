@@ -13,19 +13,10 @@ import datetime as dt
 import enum
 import uuid
 
-from sqlalchemy import CheckConstraint, Enum, ForeignKey, Index, Integer, String
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from portal.db import Base, UTCDateTime, utcnow
-
-
-def _values(members: type[enum.Enum]) -> list[str]:
-    return [str(member.value) for member in members]
-
-
-def _enum(cls: type[enum.Enum], length: int) -> Enum:
-    return Enum(cls, native_enum=False, length=length, validate_strings=True,
-                values_callable=_values, create_constraint=True, name=cls.__name__.lower())
+from portal.db import Base, UTCDateTime, str_enum, utcnow
 
 
 class AuditRole(enum.StrEnum):
@@ -87,8 +78,8 @@ class AuditEntry(Base):
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
     # The actor's name when they acted (or the command's), since names change.
     actor_name: Mapped[str] = mapped_column(String(255))
-    actor_role: Mapped[AuditRole] = mapped_column(_enum(AuditRole, 16))
-    action: Mapped[AuditAction] = mapped_column(_enum(AuditAction, 16))
+    actor_role: Mapped[AuditRole] = mapped_column(str_enum(AuditRole, 16))
+    action: Mapped[AuditAction] = mapped_column(str_enum(AuditAction, 16))
     # A key from portal.audit.wording.WHAT, such as "my_data.download".
     what: Mapped[str] = mapped_column(String(64))
     # Why, in the actor's words (an export's purpose, a decision's reason); may be empty.

@@ -10,21 +10,11 @@ import datetime as dt
 import enum
 import uuid
 
-from sqlalchemy import CheckConstraint, Enum, ForeignKey, Index, Integer, String
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.catalog.models import NoticeVersion
-from portal.db import Base, UTCDateTime, utcnow
-
-
-def _values(members: type[enum.Enum]) -> list[str]:
-    return [str(member.value) for member in members]  # type: ignore[attr-defined]
-
-
-def _enum(cls: type[enum.Enum], length: int) -> Enum:
-    # Stored as the value (the DPV term), checked by the database, portable to SQLite.
-    return Enum(cls, native_enum=False, length=length, validate_strings=True,
-                values_callable=_values, create_constraint=True, name=cls.__name__.lower())
+from portal.db import Base, UTCDateTime, str_enum, utcnow
 
 
 class ConsentState(enum.StrEnum):
@@ -110,11 +100,11 @@ class ConsentEvent(Base):
     person_id: Mapped[int] = mapped_column(ForeignKey("person.id"))
     category_key: Mapped[str] = mapped_column(String(64), ForeignKey("category.key"))
     notice_version_id: Mapped[int] = mapped_column(ForeignKey("notice_version.id"))
-    state: Mapped[ConsentState] = mapped_column(_enum(ConsentState, 32))
+    state: Mapped[ConsentState] = mapped_column(str_enum(ConsentState, 32))
     occurred_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
-    actor_role: Mapped[ActorRole] = mapped_column(_enum(ActorRole, 16))
-    method: Mapped[ConsentMethod] = mapped_column(_enum(ConsentMethod, 16))
+    actor_role: Mapped[ActorRole] = mapped_column(str_enum(ActorRole, 16))
+    method: Mapped[ConsentMethod] = mapped_column(str_enum(ConsentMethod, 16))
     leaf_hash: Mapped[str] = mapped_column(String(64))
     chain_hash: Mapped[str] = mapped_column(String(64), unique=True)
 
@@ -142,7 +132,7 @@ class ConsentStatus(Base):
     person_id: Mapped[int] = mapped_column(ForeignKey("person.id"), primary_key=True)
     category_key: Mapped[str] = mapped_column(String(64), ForeignKey("category.key"),
                                               primary_key=True)
-    state: Mapped[ConsentState] = mapped_column(_enum(ConsentState, 32))
+    state: Mapped[ConsentState] = mapped_column(str_enum(ConsentState, 32))
     notice_version_id: Mapped[int] = mapped_column(ForeignKey("notice_version.id"))
     since: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     event_id: Mapped[int] = mapped_column(ForeignKey("consent_event.id"), unique=True)
@@ -187,7 +177,7 @@ class WebhookDelivery(Base):
     kind: Mapped[str] = mapped_column(String(32))
     # The exact body signed and sent, kept so that every retry sends the same bytes.
     body: Mapped[str] = mapped_column(String)
-    state: Mapped[DeliveryState] = mapped_column(_enum(DeliveryState, 16),
+    state: Mapped[DeliveryState] = mapped_column(str_enum(DeliveryState, 16),
                                                  default=DeliveryState.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

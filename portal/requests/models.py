@@ -17,7 +17,6 @@ from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
-    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -28,16 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.auth.models import Person
-from portal.db import Base, UTCDateTime, utcnow
-
-
-def _values(members: type[enum.Enum]) -> list[str]:
-    return [str(member.value) for member in members]
-
-
-def _enum(cls: type[enum.Enum], length: int) -> Enum:
-    return Enum(cls, native_enum=False, length=length, validate_strings=True,
-                values_callable=_values, create_constraint=True, name=cls.__name__.lower())
+from portal.db import Base, UTCDateTime, str_enum, utcnow
 
 
 def _uuid() -> str:
@@ -135,7 +125,7 @@ class DeletionRequest(Base):
     #: The reference shown to people, in URLs and on the certificate; reveals no count.
     reference: Mapped[str] = mapped_column(String(36), unique=True, default=_uuid)
     person_id: Mapped[int] = mapped_column(ForeignKey("person.id"))
-    scope: Mapped[DeletionScope] = mapped_column(_enum(DeletionScope, 16))
+    scope: Mapped[DeletionScope] = mapped_column(str_enum(DeletionScope, 16))
     #: Category keys asked for (scope "categories"); empty for "all" and "range".
     categories: Mapped[list[str]] = mapped_column(JSON, default=list)
     since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -143,7 +133,7 @@ class DeletionRequest(Base):
     #: The employee's own words, optional.
     reason: Mapped[str] = mapped_column(Text, default="")
     withdraw_consent: Mapped[bool] = mapped_column(Boolean, default=False)
-    state: Mapped[RequestState] = mapped_column(_enum(RequestState, 32),
+    state: Mapped[RequestState] = mapped_column(str_enum(RequestState, 32),
                                                 default=RequestState.RECEIVED)
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
@@ -190,12 +180,12 @@ class RequestEvent(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     request_id: Mapped[int | None] = mapped_column(ForeignKey("deletion_request.id"))
     objection_id: Mapped[int | None] = mapped_column(ForeignKey("objection.id"))
-    kind: Mapped[EventKind] = mapped_column(_enum(EventKind, 32))
+    kind: Mapped[EventKind] = mapped_column(str_enum(EventKind, 32))
     occurred_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
     #: The actor's name at the time (names change; commands name themselves).
     actor_name: Mapped[str] = mapped_column(String(255))
-    actor_capacity: Mapped[ActorCapacity] = mapped_column(_enum(ActorCapacity, 16))
+    actor_capacity: Mapped[ActorCapacity] = mapped_column(str_enum(ActorCapacity, 16))
     reason: Mapped[str] = mapped_column(Text, default="")
     #: Small facts (a category key, counts, a new due date): never collected content.
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
