@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Flask, current_app, request, session
+from flask import Flask, abort, current_app, request, session
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
 HSTS = ("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
+NUL_REFUSED = _l("The request contained a NUL character, which no text in the portal may "
+                 "contain. Nothing was changed.")
 
 
 def _origin(url: str) -> str:
@@ -24,8 +28,25 @@ def _someone_signed_in() -> bool:
     return bool(current_user.is_authenticated)
 
 
+def _carries_nul() -> bool:
+    if "\x00" in request.path:
+        return True
+    fields = list(request.args.items(multi=True))
+    if request.method == "POST" and request.mimetype in FORM_TYPES:
+        fields += request.form.items(multi=True)
+    return any("\x00" in name or "\x00" in value for name, value in fields)
+
+
 def init_app(app: Flask, *, identity_provider: str) -> None:
-    """Add the security headers to every response."""
+    """Refuse NUL characters and add the security headers to every response."""
+
+    @app.before_request
+    def _refuse_nul() -> None:
+        # PostgreSQL's text cannot hold NUL (SQLite's can), and no person types one: refused
+        # here, before any view, instead of failing deep inside a query with a 500.
+        if _carries_nul():
+            abort(400, description=NUL_REFUSED)
+
     # Chromium applies form-action to the redirect after a form post: sign-out posts here
     # and is then redirected to the provider's end-session page.
     form_action = " ".join(filter(None, ["'self'", _origin(identity_provider)]))
