@@ -6,12 +6,15 @@
 (b) Consent checks: ``GET /api/v1/consent`` requests per second, against a bare Flask
     hello-world served by the same gunicorn settings.
 
-Everything runs on 127.0.0.1: a throwaway PostgreSQL cluster (the test suite's), gunicorn
-(2 workers x 4 threads by default), and the load generators (``wrk`` when installed, for the
-consent checks; Python processes otherwise). Each figure and its baseline are measured in
-turn, round after round (3 rounds of 8 s by default, about 3 minutes in all), and the table
-gives the medians with every round's figure. The goals: (a) at least COPY's rate, (b) at least
-half of hello-world's. See docs/benchmarks.md for the figures and what they mean.
+Everything runs on 127.0.0.1: a throwaway PostgreSQL cluster (the test suite's), a throwaway
+redis-server for the rate limits (as in production; ``--rate-limit-store memory`` counts in
+each process instead), gunicorn (2 workers x 4 threads by default, the same for the portal
+and the hello-world), and the load generators (``wrk`` when installed, for the consent
+checks; Python processes otherwise). Each figure and its baseline are measured in turn,
+round after round (3 rounds of 8 s by default, about 3 minutes in all), and the table gives
+the medians with every round's figure and the machine's load average. The goals: (a) at
+least COPY's rate, (b) at least half of hello-world's. See docs/benchmarks.md for the figures
+and what they mean.
 """
 
 from __future__ import annotations
@@ -26,13 +29,14 @@ import platform
 import re
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +50,9 @@ CATEGORIES = ("pointer", "clicks", "keystrokes")
 BATCH_EVENTS = 1000
 PEOPLE = 48
 POOL = 24
+#: Gunicorn's settings, the same for the portal and the hello-world.
+WORKERS = 2
+THREADS = 4
 COPY_TABLE = """CREATE TABLE bench_event (
     person_id integer NOT NULL, category text NOT NULL, t timestamptz NOT NULL,
     event jsonb NOT NULL)"""
@@ -71,12 +78,14 @@ class Figure:
 
 # --- the portal's data -----------------------------------------------------------------------
 
-def portal_environment(database_url: str, instance: Path) -> dict[str, str]:
+def portal_environment(database_url: str, instance: Path,
+                       rate_limit_store: str = "memory://") -> dict[str, str]:
     """Return the environment that configures the portal for the benchmark."""
     environment = {name: value for name, value in os.environ.items()
                    if not name.startswith("PORTAL_")}
     environment.update({
         "PORTAL_DATABASE_URL": database_url,
+        "PORTAL_RATELIMIT_STORAGE_URL": rate_limit_store,
         "PORTAL_SECRET_KEY": secrets.token_urlsafe(48),
         "PORTAL_MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
         "PORTAL_OIDC_ISSUER": ISSUER,
@@ -147,6 +156,41 @@ def seed(environment: dict[str, str]) -> tuple[str, list[tuple[int, str, dict[st
 
 
 # --- servers ---------------------------------------------------------------------------------
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    """Start a throwaway redis-server on a free port of 127.0.0.1, without persistence.
+
+    Yields its URL. Redis is where the portal counts rate limits in production (one count
+    for all processes and hosts), so the benchmark counts there too.
+    """
+    from tests.support.postgres import free_port
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server is not installed (Debian: apt-get install redis-server);"
+                         " or run with --rate-limit-store memory")
+    port = free_port()
+    server = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port),
+                               "--save", "", "--appendonly", "no", "--loglevel", "warning"],
+                              stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as probe:
+                    probe.sendall(b"PING\r\n")
+                    if probe.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.1)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        server.wait(30)
+
 
 @contextmanager
 def gunicorn(target: str, environment: dict[str, str], *, workers: int, threads: int,
@@ -296,8 +340,8 @@ def _get_worker(port: int, path: str, headers: dict[str, str], start: float,
 
 
 def measure_requests(port: int, path: str, headers: dict[str, str], *, connections: int,
-                     seconds: float, warmup: float) -> tuple[float, str]:
-    """Return requests per second on ``path`` (wrk if installed) and the tool used."""
+                     seconds: float, warmup: float) -> float:
+    """Return requests per second on ``path`` (measured with wrk if it is installed)."""
     wrk = shutil.which("wrk")
     url = f"http://127.0.0.1:{port}{path}"
     if wrk:
@@ -312,13 +356,13 @@ def measure_requests(port: int, path: str, headers: dict[str, str], *, connectio
             raise RuntimeError(f"wrk saw errors:\n{output}")
         match = re.search(r"Requests/sec:\s+([0-9.]+)", output)
         assert match is not None, output
-        return float(match.group(1)), "wrk, 1 thread"
+        return float(match.group(1))
     start, measure_from, stop = _window(seconds, warmup)
     done, failures, first = _run_workers(_get_worker, [
         (port, path, headers, start, measure_from, stop) for _ in range(connections)])
     if failures:
         raise RuntimeError(f"{failures} requests failed; the first: {first}")
-    return done / seconds, "Python processes"
+    return done / seconds
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -366,65 +410,99 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8,
                         help="measured time of each figure in each round")
     parser.add_argument("--warmup", type=float, default=2, help="unmeasured time before each")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
-    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument("--workers", type=int, default=WORKERS,
+                        help="gunicorn workers (portal and hello-world alike)")
+    parser.add_argument("--threads", type=int, default=THREADS,
+                        help="threads per gunicorn worker (portal and hello-world alike)")
     parser.add_argument("--clients", type=int, default=4,
                         help="concurrent batch senders, and COPY writers")
     parser.add_argument("--connections", type=int, default=8,
                         help="concurrent connections for the consent checks")
+    parser.add_argument("--rate-limit-store", choices=("redis", "memory"), default="redis",
+                        help="where the portal counts rate limits: a redis-server the "
+                             "benchmark starts (as in production), or each process's memory")
+    parser.add_argument("--only", choices=("ingestion", "consent"),
+                        help="measure one goal only (with its baseline)")
     options = parser.parse_args()
 
     from tests.support.postgres import PostgresCluster
 
     print(f"Machine: {machine()}")
-    load = os.getloadavg()[0]
-    if load > 0.5:
+    load = os.getloadavg()
+    print(f"Load average at the start: {load[0]:.1f} (1 min), {load[1]:.1f} (5 min)")
+    if load[0] > 0.5:
         # The figures are only as good as the machine is quiet: say so rather than mislead.
-        print(f"Warning: the load average is {load:.1f}; other processes compete for the CPU "
-              "and every figure will come out low.")
+        print(f"Warning: the load average is {load[0]:.1f}; other processes compete for the "
+              "CPU and every figure will come out low.")
     cluster = PostgresCluster().start()
     instance = Path(tempfile.mkdtemp(prefix="portal-bench-"))
     try:
-        database_url = cluster.create_database("bench")
-        environment = portal_environment(database_url, instance)
-        print("Preparing: schema, catalog, consents, collector, batches ...", flush=True)
-        token, pool = seed(environment)
-        subject, category = pool[0][2]["subject"], pool[0][2]["category"]
-        consent_path = f"/api/v1/consent?subject={subject}&category={category}"
-        auth = {"Authorization": f"Bearer {token}"}
-        timing = {"seconds": options.seconds, "warmup": options.warmup}
-        rates: dict[str, list[float]] = {name: [] for name in (
-            "api", "copy", "consent", "floor", "hello")}
-        tool = ""
-        gunicorn_options = {"workers": options.workers, "threads": options.threads}
-        # Both servers stay up; the idle one costs nothing. Measuring each figure and its
-        # baseline in turn, round after round, spreads any disturbance over both.
-        with gunicorn("bench.app:app", environment, ready_path="/healthz",
-                      **gunicorn_options) as port, \
-                gunicorn("bench.hello:app", environment, ready_path="/",
-                         **gunicorn_options) as hello_port:
-            for number in range(1, options.rounds + 1):
-                print(f"Round {number} of {options.rounds}: ingestion (API, COPY), consent "
-                      "checks, /healthz, hello-world ...", flush=True)
+        with (redis_server() if options.rate_limit_store == "redis"
+              else nullcontext("memory://")) as store:
+            database_url = cluster.create_database("bench")
+            environment = portal_environment(database_url, instance, store)
+            print("Preparing: schema, catalog, consents, collector, batches ...", flush=True)
+            token, pool = seed(environment)
+            rates = measure(options, environment, cluster.url("bench", driver=False), token,
+                            pool)
+        report(options, rates)
+        load = os.getloadavg()
+        print(f"Load average at the end: {load[0]:.1f} (1 min), {load[1]:.1f} (5 min)")
+    finally:
+        cluster.stop()
+        shutil.rmtree(instance, ignore_errors=True)
+
+
+def measure(options: argparse.Namespace, environment: dict[str, str], dsn: str, token: str,
+            pool: list[tuple[int, str, dict[str, Any]]]) -> dict[str, list[float]]:
+    """Measure each figure and its baseline in turn, round after round; return every rate."""
+    subject, category = pool[0][2]["subject"], pool[0][2]["category"]
+    consent_path = f"/api/v1/consent?subject={subject}&category={category}"
+    auth = {"Authorization": f"Bearer {token}"}
+    timing = {"seconds": options.seconds, "warmup": options.warmup}
+    rates: dict[str, list[float]] = {name: [] for name in (
+        "api", "copy", "consent", "floor", "hello")}
+    gunicorn_options = {"workers": options.workers, "threads": options.threads}
+    connections = options.connections
+    # Both servers stay up; the idle one costs nothing. Measuring each figure and its
+    # baseline in turn, round after round, spreads any disturbance over both.
+    with gunicorn("bench.app:app", environment, ready_path="/healthz",
+                  **gunicorn_options) as port, \
+            gunicorn("bench.hello:app", environment, ready_path="/",
+                     **gunicorn_options) as hello_port:
+        for number in range(1, options.rounds + 1):
+            print(f"Round {number} of {options.rounds} ...", flush=True)
+            if options.only in {None, "ingestion"}:
                 rates["api"].append(measure_api_ingestion(port, token, pool,
                                                           clients=options.clients, **timing))
-                rates["copy"].append(measure_copy(cluster.url("bench", driver=False), pool,
-                                                  writers=options.clients, **timing))
-                rate, tool = measure_requests(port, consent_path, auth,
-                                              connections=options.connections, **timing)
-                rates["consent"].append(rate)
-                rates["floor"].append(measure_requests(
-                    port, "/healthz", {}, connections=options.connections, **timing)[0])
-                rates["hello"].append(measure_requests(
-                    hello_port, "/", {}, connections=options.connections, **timing)[0])
-        setting = (f"gunicorn {options.workers} workers x {options.threads} threads; median "
-                   f"of {options.rounds} rounds of {options.seconds:.0f} s")
-        median = {name: _median(values) for name, values in rates.items()}
-        print_table([
-            Figure("ingestion", "events/s", median["api"], "COPY", median["copy"], 1.0,
-                   f"{BATCH_EVENTS}-event batches, {options.clients} senders and "
-                   f"{options.clients} COPY writers; {setting}\n  API {_spread(rates['api'])}"
-                   f"; COPY {_spread(rates['copy'])}"),
+                rates["copy"].append(measure_copy(dsn, pool, writers=options.clients,
+                                                  **timing))
+            if options.only in {None, "consent"}:
+                rates["consent"].append(measure_requests(port, consent_path, auth,
+                                                         connections=connections, **timing))
+                rates["floor"].append(measure_requests(port, "/healthz", {},
+                                                       connections=connections, **timing))
+                rates["hello"].append(measure_requests(hello_port, "/", {},
+                                                       connections=connections, **timing))
+    return rates
+
+
+def report(options: argparse.Namespace, rates: dict[str, list[float]]) -> None:
+    """Print the table of medians, with every round's figure."""
+    setting = (f"gunicorn {options.workers} workers x {options.threads} threads, rate limits "
+               f"counted in {options.rate_limit_store}; median of {options.rounds} rounds of "
+               f"{options.seconds:.0f} s")
+    tool = "wrk, 1 thread" if shutil.which("wrk") else "Python processes"
+    median = {name: _median(values) for name, values in rates.items() if values}
+    figures = []
+    if "api" in median:
+        figures.append(Figure(
+            "ingestion", "events/s", median["api"], "COPY", median["copy"], 1.0,
+            f"{BATCH_EVENTS}-event batches, {options.clients} senders and {options.clients} "
+            f"COPY writers; {setting}\n  API {_spread(rates['api'])}; COPY "
+            f"{_spread(rates['copy'])}"))
+    if "consent" in median:
+        figures += [
             Figure("consent checks", "requests/s", median["consent"], "hello-world",
                    median["hello"], 0.5,
                    f"{options.connections} keep-alive connections ({tool}); {setting}\n"
@@ -432,11 +510,8 @@ def main() -> None:
             Figure("portal floor: /healthz", "requests/s", median["floor"], "hello-world",
                    median["hello"], None,
                    "context, no goal: the hooks the portal runs on every request, no "
-                   f"database, no API code\n  {_spread(rates['floor'])}"),
-        ])
-    finally:
-        cluster.stop()
-        shutil.rmtree(instance, ignore_errors=True)
+                   f"database, no API code\n  {_spread(rates['floor'])}")]
+    print_table(figures)
 
 
 if __name__ == "__main__":

@@ -111,7 +111,15 @@ def create_portal_engine(url: str) -> Engine:
         engine = create_engine(url)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    # Optimistic disconnect handling, not pool_pre_ping: a ping on every checkout cost one
+    # round trip per request. A statement that meets a dead connection (a restarted or
+    # failed-over server) makes SQLAlchemy discard that connection and every older pooled
+    # one, so each process loses at most that one statement; the collector API runs its
+    # first statement once more in that case (portal.api.auth.first_statement) and so
+    # loses none. pool_recycle replaces connections (at checkout, once older than this)
+    # before the idle timeouts of servers, poolers and load balancers (5 minutes and more,
+    # typically) can cut them.
+    return create_engine(url, pool_size=10, max_overflow=10, pool_recycle=280)
 
 
 def init_app(app: Flask) -> None:

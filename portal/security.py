@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Flask, request
+from flask import Flask, abort, current_app, request, session
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from werkzeug.wrappers import Response
+
+HSTS = ("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
+NUL_REFUSED = _l("The request contained a NUL character, which no text in the portal may "
+                 "contain. Nothing was changed.")
 
 
 def _origin(url: str) -> str:
@@ -14,28 +20,55 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
 
 
+def _someone_signed_in() -> bool:
+    # A request without a session (the collector API) has nobody signed in: asking
+    # Flask-Login would only load the answer "anonymous" at some cost on every API call.
+    if current_app.session_interface.is_null_session(session):
+        return False
+    return bool(current_user.is_authenticated)
+
+
+def _carries_nul() -> bool:
+    if "\x00" in request.path:
+        return True
+    fields = list(request.args.items(multi=True))
+    if request.method == "POST" and request.mimetype in FORM_TYPES:
+        fields += request.form.items(multi=True)
+    return any("\x00" in name or "\x00" in value for name, value in fields)
+
+
 def init_app(app: Flask, *, identity_provider: str) -> None:
-    """Add the security headers to every response."""
+    """Refuse NUL characters and add the security headers to every response."""
+
+    @app.before_request
+    def _refuse_nul() -> None:
+        # PostgreSQL's text cannot hold NUL (SQLite's can), and no person types one: refused
+        # here, before any view, instead of failing deep inside a query with a 500.
+        if _carries_nul():
+            abort(400, description=NUL_REFUSED)
+
     # Chromium applies form-action to the redirect after a form post: sign-out posts here
     # and is then redirected to the provider's end-session page.
     form_action = " ".join(filter(None, ["'self'", _origin(identity_provider)]))
     policy = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
               "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
               f"form-action {form_action}")
+    # Built once: the same headers go on every response, each unless a view set its own.
+    fixed = [("Content-Security-Policy", policy), ("X-Content-Type-Options", "nosniff"),
+             ("X-Frame-Options", "DENY"), ("Referrer-Policy", "no-referrer"),
+             ("Cross-Origin-Opener-Policy", "same-origin"),
+             ("Permissions-Policy", "camera=(), microphone=(), geolocation=()")]
 
     @app.after_request
     def _headers(response: Response) -> Response:
         headers = response.headers
-        headers.setdefault("Content-Security-Policy", policy)
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("X-Frame-Options", "DENY")
-        headers.setdefault("Referrer-Policy", "no-referrer")
-        headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-        headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
-        if request.is_secure:
-            headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
-        if request.endpoint != "static" and (current_user.is_authenticated
-                                             or response.mimetype == "text/html"):
+        present = {name.lower() for name, _value in headers.items()}
+        headers.extend([(name, value) for name, value in fixed
+                        if name.lower() not in present])
+        if request.is_secure and "strict-transport-security" not in present:
+            headers.add(*HSTS)
+        if request.endpoint != "static" and (response.mimetype == "text/html"
+                                             or _someone_signed_in()):
             # Pages may show personal data: no browser or proxy may keep a copy.
             headers["Cache-Control"] = "no-store"
         return response

@@ -6,12 +6,24 @@ is never looked at, so a signed-in page cannot be turned into an API call (no CS
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask import current_app, g, request
 from flask_limiter.util import get_remote_address
+from limits import RateLimitItem, parse
+from sqlalchemy.exc import DBAPIError
 
 from portal.api.service import CollectorIdentity, hash_token, identify_collector
+from portal.db import db
+from portal.limits import limiter
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: What the portal advertises to clients that did not authenticate (RFC 6750, section 3).
 REALM = 'Bearer realm="collector-api"'
@@ -54,32 +66,76 @@ def _presented_token() -> str | None:
     return token.strip()
 
 
-def authenticated_collector() -> CollectorIdentity | None:
-    """Return the active collector whose token the request carries, looked up once per request."""
-    if "api_collector" not in g:
-        token = _presented_token()
-        collector = identify_collector(token) if token else None
-        g.api_collector = collector if collector is not None and not collector.revoked else None
-        g.api_token_revoked = collector is not None and collector.revoked
-    found: CollectorIdentity | None = g.api_collector
-    return found
+def first_statement(run: Callable[[], T]) -> T:
+    """Run the request's first statement; once more if its pooled connection had been dropped.
+
+    The pool does not ping a connection before lending it (see
+    :func:`portal.db.create_portal_engine`), so after the database restarted or failed over,
+    the first statement of a request is what finds a dead connection; SQLAlchemy then
+    discards it and the rest of the pool. Nothing has been read or written before the first
+    statement, so running it again, on a new connection, is safe: the collector never sees
+    the failure.
+    """
+    try:
+        return run()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    log.warning("a pooled database connection had been dropped; running the first statement "
+                "of the request again on a new one")
+    db.rollback()
+    if g.get("api_without_transaction"):
+        read_without_transaction()
+    return run()
 
 
-def require_collector() -> CollectorIdentity:
-    """Return the calling collector, or refuse with 401 (missing, unknown or revoked token)."""
-    collector = authenticated_collector()
-    if collector is not None:
-        return collector
+def read_without_transaction() -> None:
+    """Run this request's statements outside a transaction (for reads of one statement each).
+
+    Each read is then one round trip: no BEGIN before it and no COMMIT after it.
+    """
+    db.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    g.api_without_transaction = True
+
+
+def require_token() -> str:
+    """Return the request's bearer token; refuse with 401 when it has none (no query needed)."""
     token = _presented_token()
     if token is None:
         raise ApiError(401, "unauthorized", "Send the collector's token in the header "
                        "'Authorization: Bearer <token>'.", headers={"WWW-Authenticate": REALM})
-    if g.api_token_revoked:
-        message = "This token was revoked. Ask the privacy admin for a new collector token."
-    else:
-        message = "The token is not valid. Check that the whole token is sent, as issued."
-    raise ApiError(401, "unauthorized", message,
-                   headers={"WWW-Authenticate": f'{REALM}, error="invalid_token"'})
+    if not token:
+        raise _invalid_token()
+    return token
+
+
+def _invalid_token() -> ApiError:
+    return ApiError(401, "unauthorized", "The token is not valid. Check that the whole token "
+                    "is sent, as issued.",
+                    headers={"WWW-Authenticate": f'{REALM}, error="invalid_token"'})
+
+
+def accept_collector(collector: CollectorIdentity | None) -> CollectorIdentity:
+    """Return the collector a token belongs to; refuse with 401 if none or if it is revoked."""
+    if collector is None:
+        raise _invalid_token()
+    if collector.revoked:
+        raise ApiError(401, "unauthorized", "This token was revoked. Ask the privacy admin for "
+                       "a new collector token.",
+                       headers={"WWW-Authenticate": f'{REALM}, error="invalid_token"'})
+    return collector
+
+
+def require_collector() -> CollectorIdentity:
+    """Return the calling collector, or refuse with 401 (missing, unknown or revoked token).
+
+    Looked up once per request, as its first statement.
+    """
+    if "api_collector" not in g:
+        token = require_token()
+        g.api_collector = accept_collector(first_statement(lambda: identify_collector(token)))
+    collector: CollectorIdentity = g.api_collector
+    return collector
 
 
 def require_scope(collector: CollectorIdentity, category_key: str) -> None:
@@ -88,6 +144,35 @@ def require_scope(collector: CollectorIdentity, category_key: str) -> None:
         raise ApiError(403, "category_not_allowed",
                        f"This token is not registered for category {category_key!r}; it may "
                        "use: " + ", ".join(collector.categories or []) + ".")
+
+
+#: The one budget of a token, across every endpoint: a collector cannot spread its load.
+RATE_LIMIT_SCOPE = "collector-api"
+
+
+def count_request() -> None:
+    """Count the request against its token's budget; refuse with 429 once that is spent.
+
+    Counted with Flask-Limiter's strategy and store (``RATELIMIT_STORAGE_URL``: in memory, or
+    shared in Redis), but not through its per-request machinery: resolving which limits
+    apply to a request, for every call, cost the API several times the count itself.
+    """
+    if not limiter.enabled:  # RATELIMIT_ENABLED=False turns every limit of the portal off
+        return
+    counter = limiter.limiter
+    limit = _parsed_limit(rate_limit())
+    key = rate_limit_key()
+    if counter.hit(limit, RATE_LIMIT_SCOPE, key):
+        return
+    reset_at, _remaining = counter.get_window_stats(limit, RATE_LIMIT_SCOPE, key)
+    raise ApiError(429, "too_many_requests", f"Too many requests for this token (the limit is "
+                   f"{limit}). Wait as the Retry-After header says, then send again.",
+                   headers={"Retry-After": str(max(1, math.ceil(reset_at - time.time())))})
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed_limit(text: str) -> RateLimitItem:
+    return parse(text)
 
 
 def rate_limit_key() -> str:

@@ -8,6 +8,7 @@ against the category's event schema.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,10 @@ def invalid(problems: list[tuple[str, str]]) -> ApiError:
                     f"{len(problems)} {noun} not valid: {summary}{more}.", fields=fields)
 
 
+# Subjects and category keys are printable; a NUL would also be refused by PostgreSQL.
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
 def _text(body: Mapping[str, Any], name: str, limit: int, path: str,
           problems: list[tuple[str, str]]) -> str:
     value = body.get(name)
@@ -53,6 +58,8 @@ def _text(body: Mapping[str, Any], name: str, limit: int, path: str,
         problems.append((path + name, "must be a string"))
     elif not value or len(value) > limit:
         problems.append((path + name, f"must be 1 to {limit} characters long"))
+    elif _CONTROL.search(value):
+        problems.append((path + name, "must not contain control characters"))
     else:
         return value
     return ""

@@ -27,9 +27,10 @@ STATES = [state.value for state in ConsentState]
 CURSOR = {"type": "string", "pattern": "^[0-9]{1,18}$",
           "description": "An opaque position in the changes feed. Keep it as a string."}
 DATE_TIME = {"type": "string", "format": "date-time"}
-SUBJECT = {"type": "string", "minLength": 1, "maxLength": 255,
+PRINTABLE = r"^[^\u0000-\u001f\u007f]+$"
+SUBJECT = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": PRINTABLE,
            "description": "The person's subject at the identity provider (claim `sub`)."}
-CATEGORY = {"type": "string", "minLength": 1, "maxLength": 64,
+CATEGORY = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": PRINTABLE,
             "description": "A category key of the catalog in force, such as `keystrokes`."}
 
 

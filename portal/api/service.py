@@ -17,8 +17,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
-from sqlalchemy import Select, and_, bindparam, exists, func, select, true
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Row, Select, and_, bindparam, exists, func, select, true
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import aliased
 
 from portal.api.models import CollectionAcknowledgement, CollectionAction, Collector
@@ -210,45 +211,95 @@ class ConsentAnswer:
     legal_basis: LegalBasis | None
 
 
-def look_up_consent(subject: str, category_key: str, *, issuer: str) -> ConsentAnswer:
-    """Say whether ``category_key`` may be recorded for the person ``subject`` now.
+def look_up_consent(subject: str, category_key: str, *, issuer: str,
+                    token: str) -> tuple[CollectorIdentity | None, ConsentAnswer]:
+    """Say who holds ``token`` and whether ``category_key`` may be recorded for ``subject`` now.
 
     Deny by default: an unknown person, a category outside the catalog in force, a consent
-    never given all answer "not allowed". One query, because collectors ask before every
-    recording session and the answer must stay cheap.
+    never given all answer "not allowed". The caller must still refuse an unknown or revoked
+    token and a category outside the collector's scope (the answer is computed regardless).
+
+    One statement for both questions, run by :func:`read_one`: collectors ask before every
+    recording session, and each round trip to the database costs more than the rest of the
+    check.
     """
-    row = db.execute(_consent_statement(), {"issuer": issuer, "subject": subject,
-                                            "category_key": category_key}).one_or_none()
-    denied = ConsentAnswer(subject, category_key, allowed=False, state=None, notice_version=None,
-                           since=None, legal_basis=None)
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        return None, _denied(subject, category_key, None)
+    row = read_one(_consent_statement(), {
+        "token_hash": hash_token(token), "issuer": issuer, "subject": subject,
+        "category_key": category_key})
     if row is None:
-        return denied
-    legal_basis, current_number, in_force, person_id, state, number, since = row
-    if in_force is None:
-        return denied
-    if person_id is None:
+        return None, _denied(subject, category_key, None)
+    identity = CollectorIdentity(row.collector_id, row.collector_name,
+                                 tuple(row.collector_categories or ()),
+                                 row.collector_revoked_at is not None)
+    return identity, _answer(subject, category_key, row)
+
+
+#: Where the app keeps the engine that runs statements outside any transaction.
+AUTOCOMMIT_ENGINE = "portal.api.autocommit_engine"
+
+
+def read_one(statement: Select[Any], parameters: dict[str, Any]) -> Row[Any] | None:
+    """Run one read-only statement outside any transaction; return its only row, if any.
+
+    On a pooled connection of its own, in autocommit mode: no BEGIN before the statement,
+    no COMMIT after it, and none of the ORM session's work around it. Once more, on a new
+    connection, if the pooled one had been dropped by the database (see
+    :func:`portal.api.auth.first_statement`); a read can always be run again.
+    """
+    engine: Engine = current_app.extensions[AUTOCOMMIT_ENGINE]
+    try:
+        with engine.connect() as connection:
+            return connection.execute(statement, parameters).one_or_none()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    with engine.connect() as connection:
+        return connection.execute(statement, parameters).one_or_none()
+
+
+def _denied(subject: str, category_key: str, legal_basis: LegalBasis | None) -> ConsentAnswer:
+    return ConsentAnswer(subject, category_key, allowed=False, state=None, notice_version=None,
+                         since=None, legal_basis=legal_basis)
+
+
+def _answer(subject: str, category_key: str, row: Any) -> ConsentAnswer:
+    """Read the answer from the consent columns of :func:`_consent_statement`'s row."""
+    legal_basis: LegalBasis | None = row.legal_basis
+    if legal_basis is None or row.in_force is None:
+        return _denied(subject, category_key, None)
+    if row.person_id is None:
         # The category's basis is public; what the answer must not tell is who exists.
-        return ConsentAnswer(subject, category_key, allowed=False, state=None,
-                             notice_version=None, since=None, legal_basis=legal_basis)
+        return _denied(subject, category_key, legal_basis)
     if legal_basis is not LegalBasis.CONSENT:
         return ConsentAnswer(subject, category_key, allowed=True, state=None,
-                             notice_version=current_number, since=None, legal_basis=legal_basis)
+                             notice_version=row.notice_in_force, since=None,
+                             legal_basis=legal_basis)
+    state: ConsentState | None = row.state
     if state is None:
-        return ConsentAnswer(subject, category_key, allowed=False, state=None,
-                             notice_version=None, since=None, legal_basis=legal_basis)
+        return _denied(subject, category_key, legal_basis)
     return ConsentAnswer(subject, category_key, allowed=state.allows_collection, state=state,
-                         notice_version=number, since=since, legal_basis=legal_basis)
+                         notice_version=row.state_notice, since=row.since,
+                         legal_basis=legal_basis)
 
 
 @functools.cache
 def _consent_statement() -> Select[Any]:
-    """Return the one query behind :func:`look_up_consent`, built once (see above)."""
+    """Return the one statement behind :func:`look_up_consent`, built once.
+
+    The collector holding the token, with the answer joined to it: no row for an unknown
+    token; consent columns all null for a category that does not exist. Built once and run
+    with bound parameters, so SQLAlchemy compiles it once per process.
+    """
     status_notice = aliased(NoticeVersion)
     latest = (select(NoticeVersion.id, NoticeVersion.number)
               .order_by(NoticeVersion.number.desc()).limit(1).subquery())
-    return (
-        select(Category.legal_basis, latest.c.number, CategoryNotice.category_key, Person.id,
-               ConsentStatus.state, status_notice.number, ConsentStatus.since)
+    answer = (
+        select(Category.legal_basis, latest.c.number.label("notice_in_force"),
+               CategoryNotice.category_key.label("in_force"), Person.id.label("person_id"),
+               ConsentStatus.state, status_notice.number.label("state_notice"),
+               ConsentStatus.since)
         .select_from(Category)
         .join(latest, true())
         .outerjoin(CategoryNotice, and_(CategoryNotice.notice_version_id == latest.c.id,
@@ -258,12 +309,59 @@ def _consent_statement() -> Select[Any]:
         .outerjoin(ConsentStatus, and_(ConsentStatus.person_id == Person.id,
                                        ConsentStatus.category_key == Category.key))
         .outerjoin(status_notice, status_notice.id == ConsentStatus.notice_version_id)
-        .where(Category.key == bindparam("category_key")))
+        .where(Category.key == bindparam("category_key"))
+        .subquery("answer"))
+    return (
+        select(Collector.id.label("collector_id"), Collector.name.label("collector_name"),
+               Collector.categories.label("collector_categories"),
+               Collector.revoked_at.label("collector_revoked_at"), *answer.c)
+        .select_from(Collector)
+        .outerjoin(answer, true())
+        .where(Collector.token_hash == bindparam("token_hash")))
 
 
-def find_subject(subject: str, *, issuer: str) -> Person | None:
-    """Return the person the identity provider knows as ``subject``."""
-    return db.scalar(select(Person).where(Person.issuer == issuer, Person.subject == subject))
+@dataclass(frozen=True)
+class BatchParties:
+    """Who sends a batch, and the category and person it is about (``None``: none such)."""
+
+    collector: CollectorIdentity | None
+    category: Category | None
+    person: Person | None
+
+
+def identify_batch_parties(token: str, *, category_key: str, subject: str,
+                           issuer: str) -> BatchParties:
+    """Return the collector holding ``token``, the category and the person of a batch.
+
+    One statement for the three, because a collector sends batches all day: the caller must
+    still refuse an unknown or revoked token, and check the collector's scope, before
+    anything else. The category may be out of the catalog in force (the vault checks that).
+    """
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        return BatchParties(None, None, None)
+    row = db.execute(_batch_parties_statement(), {
+        "token_hash": hash_token(token), "category_key": category_key, "issuer": issuer,
+        "subject": subject}).one_or_none()
+    if row is None:
+        return BatchParties(None, None, None)
+    identity = CollectorIdentity(row.collector_id, row.collector_name,
+                                 tuple(row.collector_categories or ()),
+                                 row.collector_revoked_at is not None)
+    return BatchParties(identity, row.Category, row.Person)
+
+
+@functools.cache
+def _batch_parties_statement() -> Select[Any]:
+    """Return the statement behind :func:`identify_batch_parties`, built once."""
+    return (
+        select(Collector.id.label("collector_id"), Collector.name.label("collector_name"),
+               Collector.categories.label("collector_categories"),
+               Collector.revoked_at.label("collector_revoked_at"), Category, Person)
+        .select_from(Collector)
+        .outerjoin(Category, Category.key == bindparam("category_key"))
+        .outerjoin(Person, and_(Person.issuer == bindparam("issuer"),
+                                Person.subject == bindparam("subject")))
+        .where(Collector.token_hash == bindparam("token_hash")))
 
 
 @dataclass(frozen=True)

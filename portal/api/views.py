@@ -19,7 +19,6 @@ from flask import (
     abort,
     current_app,
     flash,
-    g,
     redirect,
     render_template,
     request,
@@ -32,7 +31,16 @@ from werkzeug.wrappers import Response
 
 from portal import csrf
 from portal.api import openapi
-from portal.api.auth import ApiError, rate_limit, rate_limit_key, require_collector, require_scope
+from portal.api.auth import (
+    ApiError,
+    accept_collector,
+    count_request,
+    first_statement,
+    read_without_transaction,
+    require_collector,
+    require_scope,
+    require_token,
+)
 from portal.api.cli import collectors_group
 from portal.api.forms import (
     CollectorForm,
@@ -45,6 +53,7 @@ from portal.api.forms import (
 )
 from portal.api.models import Collector
 from portal.api.service import (
+    AUTOCOMMIT_ENGINE,
     AcknowledgementConflict,
     AcknowledgementRefused,
     CollectionStop,
@@ -53,7 +62,7 @@ from portal.api.service import (
     acknowledgements_for,
     categories_in_force,
     create_collector,
-    find_subject,
+    identify_batch_parties,
     list_collectors,
     list_consent_changes,
     look_up_consent,
@@ -63,10 +72,9 @@ from portal.api.service import (
 )
 from portal.auth.access import role_required
 from portal.auth.models import Role
-from portal.catalog.models import Category
 from portal.consent.models import ConsentState
 from portal.consent.service import category_titles, current_notice_version
-from portal.db import db
+from portal.db import db, get_engine
 from portal.i18n import current_locale
 from portal.limits import limiter
 from portal.vault.service import (
@@ -87,9 +95,8 @@ log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 # Bearer tokens, not cookies: a browser cannot be tricked into sending one, so no CSRF token.
 csrf.exempt(bp)
-# One budget per token across every endpoint, so that a collector cannot spread its load.
-limiter.shared_limit(rate_limit, scope="collector-api", key_func=rate_limit_key,
-                     exempt_when=lambda: request.endpoint == "api.openapi_document")(bp)
+# The API counts its requests itself (see count_request), in Flask-Limiter's store.
+limiter.request_filter(lambda: request.blueprint == "api")
 
 #: Largest accepted body, after decompression (``API_MAX_BODY_BYTES`` overrides it).
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -125,8 +132,7 @@ def _issuer() -> str:
 
 
 def _collector() -> CollectorIdentity:
-    collector: CollectorIdentity = g.api_collector
-    return collector
+    return require_collector()
 
 
 def max_body_bytes() -> int:
@@ -191,11 +197,17 @@ def read_json_body() -> Any:
 def _authenticate() -> None:
     if request.endpoint == "api.openapi_document":
         return
+    count_request()
+    require_token()
+    if request.endpoint in {"api.consent", "api.submit_batch"}:
+        # These learn who is asking together with what they need to answer, in one statement
+        # (see look_up_consent and identify_batch_parties): one round trip less.
+        return
     if request.method == "GET":
-        # Answers to reads are single statements: without a transaction around them, each
-        # consent check saves the round trips of BEGIN and COMMIT.
-        db.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-    g.api_collector = require_collector()
+        # Answers to reads are single statements: without a transaction around them, they
+        # save the round trips of BEGIN and COMMIT.
+        read_without_transaction()
+    require_collector()
 
 
 @bp.after_request
@@ -215,10 +227,7 @@ def _http_error(error: HTTPException) -> Response:
     status = error.code or 500
     code = ERROR_CODES.get(status, error.name.lower().replace(" ", "_"))
     message = str(error.description or error.name)
-    if status == 429:
-        message = (f"Too many requests for this token (the limit is {error.description}). "
-                   "Wait as the Retry-After header says, then send again.")
-    elif status == 413:
+    if status == 413:
         message = _too_large(max_body_bytes()).message
     return _json({"error": code, "message": message}, status)
 
@@ -234,9 +243,14 @@ def openapi_document() -> Response:
 @bp.get("/consent")
 def consent() -> Response:
     """Say whether the token's category may be recorded for a person now (deny by default)."""
-    subject, category_key = parse_consent_query(request.args)
-    require_scope(_collector(), category_key)
-    answer = look_up_consent(subject, category_key, issuer=_issuer())
+    try:
+        subject, category_key = parse_consent_query(request.args)
+    except ApiError:
+        require_collector()  # as everywhere, a token that is not valid is told first
+        raise
+    collector, answer = look_up_consent(subject, category_key, issuer=_issuer(),
+                                        token=require_token())
+    require_scope(accept_collector(collector), category_key)
     return _json({
         "subject": answer.subject, "category": answer.category_key, "allowed": answer.allowed,
         "state": answer.state.value if answer.state else None,
@@ -268,21 +282,28 @@ def _consent_required(category_key: str, state: ConsentState | None) -> ApiError
 @bp.post("/batches")
 def submit_batch() -> Response:
     """Store one batch if consent is current when it commits; 403 and nothing stored otherwise."""
-    collector = _collector()
-    batch = parse_batch(read_json_body())
+    try:
+        batch = parse_batch(read_json_body())
+    except ApiError:
+        require_collector()  # as everywhere, a token that is not valid is told first
+        raise
+    token = require_token()
+    parties = first_statement(lambda: identify_batch_parties(
+        token, category_key=batch.category_key, subject=batch.subject, issuer=_issuer()))
+    collector = accept_collector(parties.collector)
     require_scope(collector, batch.category_key)
     idempotency_key = request.headers.get("Idempotency-Key")
     try:
         # ingest_batch checks that the category is in the catalog in force; checking it here
         # as well would read the notice twice per batch.
-        category = db.get(Category, batch.category_key)
+        category = parties.category
         if category is None:
             raise UnknownCategory(batch.category_key)
         options: dict[str, Any] = {
             "events": batch.events, "collected_from": batch.collected_from,
             "collected_to": batch.collected_to, "dss_level": batch.dss_level,
             "collector_id": collector.id, "idempotency_key": idempotency_key}
-        person = find_subject(batch.subject, issuer=_issuer())
+        person = parties.person
         if person is None:
             # The same checks and the same refusal as for a person who never consented, so
             # that answers do not tell which people exist.
@@ -414,6 +435,9 @@ def collection_stops() -> list[tuple[str, CollectionStop]]:
 
 def init_app(app: Flask) -> None:
     """Serve the collector API and the collector admin pages; add ``portal collectors``."""
+    # The same pool as the request's unit of work; its connections lent in autocommit mode.
+    app.extensions[AUTOCOMMIT_ENGINE] = get_engine(app).execution_options(
+        isolation_level="AUTOCOMMIT")
     app.register_blueprint(bp)
     app.register_blueprint(admin_bp)
     app.cli.add_command(collectors_group)

@@ -10,10 +10,10 @@ import datetime as dt
 import hashlib
 import logging
 import secrets
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import Flask, Request, Response
-from flask.sessions import SessionInterface, SessionMixin
+from flask.sessions import NullSession, SessionInterface, SessionMixin
 from sqlalchemy import delete, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session as DbSession
@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 COOKIE_NAME = "portal_session"
 # Writing last_seen_at on every request would turn every page view into a write.
 TOUCH_INTERVAL = dt.timedelta(seconds=60)
+#: Requests under this path (the collector API) authenticate by bearer token only and never
+#: have a session: no row is read or written for them, whatever cookies they carry.
+SESSIONLESS_PREFIX = "/api/"
 
 
 def _hash(session_id: str) -> str:
@@ -56,6 +59,16 @@ class ServerSession(CallbackDict[str, Any], SessionMixin):
         return self.session_id is None
 
 
+class NoSession(NullSession):
+    """The session of a request that has none (the collector API): empty, never stored."""
+
+    def _refuse(self, *_args: object, **_kwargs: object) -> NoReturn:
+        raise RuntimeError(f"requests under {SESSIONLESS_PREFIX} have no session; they "
+                           "authenticate by bearer token only")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = update = setdefault = _refuse
+
+
 def regenerate(session: SessionMixin, *, authenticated_at: dt.datetime | None) -> None:
     """Give the session a new id at sign-in and sign-out, so an old or planted id is worthless."""
     assert isinstance(session, ServerSession)
@@ -73,8 +86,13 @@ def revoke_sessions(db: DbSession, person_id: int) -> int:
 class DatabaseSessionInterface(SessionInterface):
     """Keep sessions in the ``web_session`` table."""
 
+    null_session_class = NoSession
+
     @override
-    def open_session(self, app: Flask, request: Request) -> ServerSession:
+    def open_session(self, app: Flask, request: Request) -> ServerSession | None:
+        if request.path.startswith(SESSIONLESS_PREFIX):
+            # Flask then uses a NoSession, and never calls save_session for it.
+            return None
         session_id = request.cookies.get(COOKIE_NAME)
         if not session_id or len(session_id) > 128:
             return ServerSession()

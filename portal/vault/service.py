@@ -19,21 +19,32 @@ import re
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import jsonschema
+import orjson
 from flask import current_app
-from sqlalchemy import ColumnElement, delete, func, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from portal.auth.models import Person
-from portal.catalog.models import Category
+from portal.catalog.models import Category, CategoryNotice, NoticeVersion
 from portal.consent.models import ConsentState, ConsentStatus
-from portal.consent.service import category_notice, current_notice_version
 from portal.db import db, utcnow
 from portal.vault import crypto
 from portal.vault.models import CollectedBatch, DataKey
-from portal.vault.validation import Check, compile_schema
+from portal.vault.validation import Check, compile_batch_schema, compile_schema
 
 #: Limits of one batch. The API also caps the request body; these hold for every caller.
 MAX_EVENTS = 10_000
@@ -196,8 +207,11 @@ class RotationReport:
 
 # --- checking a batch ------------------------------------------------------------------------
 
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
-#: Longer than any RFC 3339 time; longer strings are refused before they reach the cache.
+# [0-9], not \d: \d also matches the digits of other scripts, which fromisoformat refuses
+# anyway, and it makes the match (run on every event's time) twice as slow.
+_RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}"
+                      r"(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})")
+#: Longer than any RFC 3339 time; longer strings are refused without a look.
 _TIMESTAMP_MAX_LENGTH = 40
 _SIMPLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
@@ -206,24 +220,45 @@ def parse_timestamp(value: str) -> dt.datetime | None:
     """Parse an RFC 3339 date-time with its offset (``2026-03-02T09:14:07.250Z``), else ``None``."""
     if len(value) > _TIMESTAMP_MAX_LENGTH:
         return None
-    return _parse_timestamp(value)
-
-
-@functools.lru_cache(maxsize=4096)
-def _parse_timestamp(value: str) -> dt.datetime | None:
-    # Cached: the format check and the window check of the same event both parse its time.
     match = _RFC3339.fullmatch(value)
     if match is None:
         return None
-    normalised = value.upper().replace("Z", "+00:00")
+    # fromisoformat reads the rest (a "t" separator, and "Z" since Python 3.11), but neither
+    # a lowercase "z" nor, in every Python version, more than six digits of a second.
     fraction = match.group(1)
     if fraction and len(fraction) > 7:
         # Python keeps microseconds; nanoseconds from a collector are cut, not refused.
-        normalised = normalised.replace(fraction.upper(), fraction[:7], 1)
+        value = value.replace(fraction, fraction[:7], 1)
+    if value[-1] == "z":
+        value = value[:-1] + "Z"
     try:
-        return dt.datetime.fromisoformat(normalised)
+        return dt.datetime.fromisoformat(value)
     except ValueError:
         return None
+
+
+#: The form collectors write (``2026-03-02T09:14:07.250Z``): the RFC 3339 that fromisoformat
+#: reads as it is, without the adjustments of parse_timestamp (no "z", six digits at most).
+_PLAIN_TIME = (r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"
+               r"(?:Z|[+-][0-9]{2}:[0-9]{2})")
+_PLAIN_TIMES = re.compile(rf"(?:{_PLAIN_TIME}\n)*{_PLAIN_TIME}")
+
+
+def _parse_times(values: list[str]) -> list[dt.datetime | None]:
+    """Return :func:`parse_timestamp` of each value, faster when all have the plain form.
+
+    A batch's thousand times, one line each, are then matched by one regular expression and
+    parsed by fromisoformat, both in C, instead of a thousand calls of parse_timestamp.
+
+    :raise TypeError: a value is not a string.
+    """
+    lines = "\n".join(values)
+    if lines.count("\n") == len(values) - 1 and _PLAIN_TIMES.fullmatch(lines):
+        try:
+            return list(map(dt.datetime.fromisoformat, values))
+        except ValueError:
+            pass  # an impossible date (February 30th): told apart one by one below
+    return list(map(parse_timestamp, values))
 
 
 #: jsonschema checks "date-time" only when an optional package is installed; the event
@@ -236,16 +271,32 @@ def _is_date_time(instance: object) -> bool:
     return not isinstance(instance, str) or parse_timestamp(instance) is not None
 
 
+@dataclass(frozen=True)
+class _EventValidators:
+    """The checks of one event schema: jsonschema's, and the fast ones (``None``: not possible).
+
+    ``fast_batch`` checks a whole list of events in one call; ``fast_event`` one event.
+    """
+
+    full: jsonschema.Draft202012Validator
+    fast_event: Check | None
+    fast_batch: Check | None
+
+
 @functools.lru_cache(maxsize=64)
-def _validators(schema_json: str) -> tuple[jsonschema.Draft202012Validator, Check | None]:
-    """Return the full validator of a schema and its fast check (``None``: none possible).
+def _validators(schema_json: str) -> _EventValidators:
+    """Return the validators of an event schema.
 
     Keyed by the schema's text, so a new notice version's schema is never served stale.
     """
     schema = json.loads(schema_json)
-    full = jsonschema.Draft202012Validator(schema, format_checker=FORMAT_CHECKER)
-    fast = compile_schema(schema, {"date-time": lambda value: parse_timestamp(value) is not None})
-    return full, fast
+    formats = {"date-time": lambda value: parse_timestamp(value) is not None}
+    return _EventValidators(
+        full=jsonschema.Draft202012Validator(schema, format_checker=FORMAT_CHECKER),
+        fast_event=compile_schema(schema, formats),
+        # check_batch parses every event's time itself (see _times_fit).
+        fast_batch=compile_batch_schema(schema, formats,
+                                        checked_by_caller={_TIME_FIELD: "date-time"}))
 
 
 def _member(name: str) -> str:
@@ -303,6 +354,27 @@ def _field_errors(prefix: str, error: jsonschema.ValidationError) -> list[FieldE
                            "is not a field this category records")
                 for name in sorted(map(str, instance)) if name not in known]
     return [FieldError(where, _message(error))]
+
+
+#: The field every event's schema has for the moment it was recorded.
+_TIME_FIELD = "t"
+_event_time = itemgetter(_TIME_FIELD)
+
+
+def _times_fit(events: list[Any], start: dt.datetime | None, end: dt.datetime | None) -> bool:
+    """Say whether every event's time parses as RFC 3339 and lies within [start, end].
+
+    (The window only when both ends are known.) This parse is the schemas' "date-time" test
+    of ``t`` as well, so the fast check of the shape leaves that one out. ``False`` also when
+    an event has no ``t`` as a string: the event-by-event check then decides.
+    """
+    try:
+        moments = _parse_times(list(map(_event_time, events)))
+    except (KeyError, TypeError):
+        return False
+    if None in moments:
+        return False
+    return not (start and end) or (start <= min(moments) and max(moments) <= end)
 
 
 def _require_aware(name: str, value: object, errors: list[FieldError]) -> dt.datetime | None:
@@ -365,7 +437,23 @@ def check_batch(category: Category, *, events: object, collected_from: object,
     if len(plaintext) > MAX_CONTENT_BYTES:
         raise BatchTooLarge("bytes of events", MAX_CONTENT_BYTES)
 
-    validator, fast = _validators(json.dumps(category.event_schema, sort_keys=True))
+    validators = _validators(orjson.dumps(category.event_schema,
+                                          option=orjson.OPT_SORT_KEYS).decode())
+    # The common case, cheaply: every event has the category's shape (checked in one call)
+    # and a time within the window. Otherwise each event is checked again, to name faults.
+    shaped = validators.fast_batch is not None and validators.fast_batch(events)
+    if not (shaped and _times_fit(events, start, end)):
+        _check_each_event(validators, events, start, end, errors)
+    if errors:
+        raise BatchInvalid(errors[:MAX_FIELD_ERRORS])
+    return plaintext
+
+
+def _check_each_event(validators: _EventValidators, events: list[Any],
+                      start: dt.datetime | None, end: dt.datetime | None,
+                      errors: list[FieldError]) -> None:
+    """Add the problems of each event to ``errors``, until there are enough of them."""
+    fast, validator = validators.fast_event, validators.full
     for index, event in enumerate(events):
         if len(errors) >= MAX_FIELD_ERRORS:
             break
@@ -380,9 +468,6 @@ def check_batch(category: Category, *, events: object, collected_from: object,
             if parsed is not None and not start <= parsed <= end:
                 errors.append(FieldError(prefix + ".t", "must lie between collected_from and "
                                          "collected_to"))
-    if errors:
-        raise BatchInvalid(errors[:MAX_FIELD_ERRORS])
-    return plaintext
 
 
 # --- keys ------------------------------------------------------------------------------------
@@ -409,15 +494,24 @@ def _unwrap(master: crypto.MasterKey, key: DataKey) -> bytes:
 
 
 def _live_key(person_id: int, category_key: str, *, lock: bool) -> DataKey | None:
+    return db.scalar(_live_key_statement(lock),
+                     {"person_id": person_id, "category_key": category_key})
+
+
+@functools.cache
+def _live_key_statement(lock: bool) -> Select[tuple[DataKey]]:
+    # Built once, like the other statements that every batch runs: building a statement
+    # costs about as much as SQLAlchemy's work to run one it has seen before.
     statement = (select(DataKey)
-                 .where(DataKey.person_id == person_id, DataKey.category_key == category_key,
+                 .where(DataKey.person_id == bindparam("person_id"),
+                        DataKey.category_key == bindparam("category_key"),
                         DataKey.destroyed_at.is_(None))
                  .execution_options(populate_existing=True))
     if lock:
         # A share lock: shredding (an UPDATE of this row) waits until the batch commits, and
         # then deletes it with the rest; a key shredded first is no longer live here.
         statement = statement.with_for_update(read=True)
-    return db.scalar(statement)
+    return statement
 
 
 def _data_key_for_writing(person_id: int, category_key: str) -> tuple[DataKey, bytes]:
@@ -461,9 +555,22 @@ def find_category(key: str) -> Category:
 
 
 def _require_in_catalog(category: Category) -> None:
-    notice = current_notice_version()
-    if notice is None or category_notice(category.key, notice.id) is None:
+    if db.scalar(_in_force_statement(), {"category_key": category.key}) is None:
         raise UnknownCategory(category.key)
+
+
+@functools.cache
+def _in_force_statement() -> Select[tuple[str]]:
+    """Return the statement that finds a category in the latest notice, built once.
+
+    One small statement on every batch: loading the notice itself would also read its
+    published document (tens of kilobytes) to use only its id.
+    """
+    latest = (select(NoticeVersion.id).order_by(NoticeVersion.number.desc()).limit(1)
+              .scalar_subquery())
+    return select(CategoryNotice.category_key).where(
+        CategoryNotice.notice_version_id == latest,
+        CategoryNotice.category_key == bindparam("category_key"))
 
 
 def _serialise_writers(person_id: int, category_key: str) -> None:
@@ -492,12 +599,29 @@ def _require_consent(person_id: int, category: Category) -> None:
     """
     if not category.needs_consent:
         return
-    state = db.scalar(select(ConsentStatus.state)
-                      .where(ConsentStatus.person_id == person_id,
-                             ConsentStatus.category_key == category.key)
-                      .with_for_update(read=True))
+    state = db.scalar(_consent_state_statement(),
+                      {"person_id": person_id, "category_key": category.key})
     if state is None or not state.allows_collection:
         raise ConsentRequired(person_id, category.key, state)
+
+
+@functools.cache
+def _consent_state_statement() -> Select[tuple[ConsentState]]:
+    return (select(ConsentStatus.state)
+            .where(ConsentStatus.person_id == bindparam("person_id"),
+                   ConsentStatus.category_key == bindparam("category_key"))
+            .with_for_update(read=True))
+
+
+@functools.cache
+def _earlier_batch_statement() -> Select[tuple[CollectedBatch]]:
+    return select(CollectedBatch).where(
+        CollectedBatch.collector_id == bindparam("collector_id"),
+        CollectedBatch.idempotency_key == bindparam("idempotency_key"))
+
+
+_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:space, :key)")
+_INSERT_BATCH = insert(CollectedBatch.__table__)
 
 
 def _lock_idempotency_key(collector_id: int, idempotency_key: str) -> None:
@@ -505,7 +629,7 @@ def _lock_idempotency_key(collector_id: int, idempotency_key: str) -> None:
     if db.get_bind().dialect.name != "postgresql":
         return
     digest = hashlib.sha256(f"{collector_id}\x00{idempotency_key}".encode()).digest()
-    db.execute(text("SELECT pg_advisory_xact_lock(:space, :key)"),
+    db.execute(_ADVISORY_LOCK,
                {"space": _IDEMPOTENCY_LOCK_SPACE,
                 "key": int.from_bytes(digest[:4], "big", signed=True)})
 
@@ -526,7 +650,7 @@ def _replay(earlier: CollectedBatch, *, person_id: int, category_key: str, plain
     # A shredded first batch cannot be compared; its metadata has to do.
     if same and key is not None and not key.destroyed:
         material = _unwrap(configured_master_key(), key)
-        same = _open(material, earlier) == plaintext
+        same = crypto.same_events(_open(material, earlier), plaintext)
     if not same:
         raise IdempotencyConflict(earlier.public_id)
     return IngestResult(earlier.public_id, created=False, event_count=earlier.event_count,
@@ -559,9 +683,8 @@ def ingest_batch(person: Person, category: Category, *, events: object,
     if idempotency_key is not None:
         assert collector_id is not None
         _lock_idempotency_key(collector_id, idempotency_key)
-        earlier = db.scalar(select(CollectedBatch)
-                            .where(CollectedBatch.collector_id == collector_id,
-                                   CollectedBatch.idempotency_key == idempotency_key))
+        earlier = db.scalar(_earlier_batch_statement(), {
+            "collector_id": collector_id, "idempotency_key": idempotency_key})
         if earlier is not None:
             return _replay(earlier, person_id=person.id, category_key=category.key,
                            plaintext=plaintext, event_count=len(events),
@@ -572,16 +695,18 @@ def ingest_batch(person: Person, category: Category, *, events: object,
     public_id = str(uuid.uuid4())
     sealed = crypto.seal_batch(material, plaintext, batch_id=public_id, person_id=person.id,
                                category_key=category.key)
-    batch = CollectedBatch(
-        public_id=public_id, person_id=person.id, category_key=category.key,
-        data_key_id=key.id, collector_id=collector_id, idempotency_key=idempotency_key,
-        collected_from=collected_from, collected_to=collected_to, received_at=utcnow(),
-        dss_level=dss_level, event_count=len(events), compressed_size=sealed.compressed_size,
-        nonce=sealed.nonce, ciphertext=sealed.ciphertext)
-    db.add(batch)
-    db.flush()
-    return IngestResult(public_id, created=True, event_count=batch.event_count,
-                        received_at=batch.received_at)
+    received_at = utcnow()
+    # A plain INSERT rather than an ORM object and a flush: nothing here reads the row
+    # back, and the unit of work would double the cost of storing it.
+    db.execute(_INSERT_BATCH, {
+        "public_id": public_id, "person_id": person.id, "category_key": category.key,
+        "data_key_id": key.id, "collector_id": collector_id,
+        "idempotency_key": idempotency_key, "collected_from": collected_from,
+        "collected_to": collected_to, "received_at": received_at, "dss_level": dss_level,
+        "event_count": len(events), "compressed_size": sealed.compressed_size,
+        "nonce": sealed.nonce, "ciphertext": sealed.ciphertext})
+    return IngestResult(public_id, created=True, event_count=len(events),
+                        received_at=received_at)
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -786,6 +911,7 @@ def rotate_master_key(new: crypto.MasterKey) -> RotationReport:
     return RotationReport(old_key_id=current.key_id, new_key_id=new.key_id,
                           rewrapped=rewrapped, already_new=counts.get(new.key_id, 0),
                           destroyed=destroyed)
+
 
 
 # --- long reads of one's own data (the download) ---------------------------------------------

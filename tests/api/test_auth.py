@@ -104,6 +104,54 @@ def test_a_signed_in_browser_session_is_never_accepted(app: Flask, world: World,
     assert world.stored() == (0, 0, 0)
 
 
+def test_api_requests_neither_load_nor_save_a_browser_session(app: Flask, world: World,
+                                                             client: FlaskClient,
+                                                             token: str) -> None:
+    person_id = world.person("sub-a")
+    session_id = secrets.token_urlsafe(32)
+    id_hash = hashlib.sha256(session_id.encode()).hexdigest()
+    now = dt.datetime.now(dt.UTC)
+    seen = now - dt.timedelta(minutes=5)
+    with app.app_context():
+        db.add(WebSession(id_hash=id_hash, person_id=person_id,
+                          data={"_user_id": str(person_id), "_fresh": True}, created_at=seen,
+                          last_seen_at=seen, expires_at=now + dt.timedelta(hours=1),
+                          authenticated_at=seen))
+        commit()
+
+    def last_seen() -> dt.datetime:
+        with app.app_context():
+            row = db.get(WebSession, id_hash)
+            assert row is not None
+            return row.last_seen_at
+
+    client.set_cookie("portal_session", session_id)
+    for response in (client.get("/api/v1/consent", headers=bearer(token), query_string={
+            "subject": "sub-a", "category": "keystrokes"}),
+                     client.get("/api/v1/consent/changes", headers=bearer(token))):
+        assert response.status_code == 200
+        assert "Set-Cookie" not in response.headers
+    assert last_seen() == seen
+    # A page, by contrast, reads the session and records that it was used.
+    assert client.get("/consent/history").status_code == 200
+    assert last_seen() > seen
+
+
+def test_api_answers_carry_every_security_header(world: World, client: FlaskClient,
+                                                 token: str) -> None:
+    for response in (client.get("/api/v1/consent", headers=bearer(token), query_string={
+            "subject": "sub-a", "category": "keystrokes"}), client.get("/api/v1/consent"),
+                     client.get("/api/v1/openapi.json")):
+        headers = response.headers
+        assert headers["Content-Security-Policy"].startswith("default-src 'self'")
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["X-Frame-Options"] == "DENY"
+        assert headers["Referrer-Policy"] == "no-referrer"
+        assert headers["Cross-Origin-Opener-Policy"] == "same-origin"
+        assert "camera=()" in headers["Permissions-Policy"]
+        assert headers["Cache-Control"] == "no-store"
+
+
 def test_the_api_needs_no_csrf_token(world: World, client: FlaskClient, token: str) -> None:
     world.grant("sub-a", "keystrokes")
     # A cookie-less client with a bearer token: CSRF protection does not apply.

@@ -153,6 +153,7 @@ def _without(body: dict[str, Any], *names: str) -> dict[str, Any]:
     (lambda body: {**body, "events": [body["events"][0], "not an event"]}, ["$.events[1]"]),
     (lambda body: {**body, "events": [{**body["events"][0], "t": iso(recent(600))}]},
      ["$.events[0].t"]),
+    (lambda body: {**body, "subject": "sub-a\x00"}, ["$.subject"]),
     (lambda body: {**body, "collected_to": body["collected_from"],
                    "collected_from": iso(recent(1))}, ["$.collected_to", "$.events[0].t"]),
 ])

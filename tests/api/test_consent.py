@@ -66,9 +66,21 @@ def test_a_category_on_another_legal_basis_is_allowed_without_consent(
     ({"subject": "sub-a"}, ["category"]),
     ({"subject": "", "category": "keystrokes"}, ["subject"]),
     ({"subject": "s" * 256, "category": "keystrokes"}, ["subject"]),
+    ({"subject": "sub-a\n", "category": "keystrokes"}, ["subject"]),
+    ({"subject": "sub-a", "category": "key\x1fstrokes"}, ["category"]),
 ])
 def test_missing_parameters_are_named(world: World, client: FlaskClient, token: str,
                                       query: dict[str, str], fields: list[str]) -> None:
     response = client.get("/api/v1/consent", query_string=query, headers=bearer(token))
     assert response.status_code == 400
     assert [entry["field"] for entry in response.json["fields"]] == fields
+
+
+def test_a_nul_character_is_refused_before_it_reaches_the_database(
+        world: World, client: FlaskClient, token: str) -> None:
+    # Found by the fuzzer on PostgreSQL, whose text cannot hold NUL: it was a 500.
+    response = client.get("/api/v1/consent", query_string={"subject": "sub\x00a",
+                                                            "category": "keystrokes"},
+                          headers=bearer(token))
+    assert response.status_code == 400
+    assert "NUL character" in response.json["message"]

@@ -134,3 +134,18 @@ def _utc(*parts: int) -> dt.datetime:
 ])
 def test_the_deadline_is_one_calendar_month(filed: dt.datetime, due: dt.datetime) -> None:
     assert one_month_after(filed) == due
+
+
+@pytest.mark.parametrize("where", ["form", "query"])
+def test_a_nul_character_is_refused_with_a_400_and_nothing_is_stored(
+        shipped: Flask, client: FlaskClient, sign_in: SignIn, where: str) -> None:
+    # PostgreSQL cannot store NUL; before this check it failed inside the INSERT with a 500.
+    sign_in.login(client, "alex")
+    data = {"csrf_token": csrf_token(client), "reason": REASON}
+    if where == "form":
+        data["reason"] = "before\x00after"
+    response = client.post("/categories/performance/objections", data=data,
+                           query_string={"x": "\x00"} if where == "query" else None)
+    assert response.status_code == 400
+    assert "NUL character" in response.get_data(as_text=True)
+    assert _objections(shipped) == []

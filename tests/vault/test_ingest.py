@@ -275,6 +275,29 @@ def test_empty_malformed_and_oversized_batches_are_refused() -> None:
     assert stored() == (0, 0)
 
 
+def test_an_impossible_time_in_an_otherwise_valid_batch_is_named() -> None:
+    # Every other event has the usual form, checked for the whole batch at once; this one
+    # has it too (so the shape check lets it through), but there is no February 30th.
+    events = keystroke_events("a", "b", "c", start=recent(20))
+    events[1]["t"] = "2026-02-30T09:14:07.000Z"
+    assert _errors("keystrokes", events, collected_from=recent(21)) == [FieldError(
+        "$.events[1].t", "must be a date and time with its time zone (RFC 3339), such as "
+                         "2026-03-02T09:14:07Z")]
+
+
+def test_every_form_of_rfc_3339_time_is_read() -> None:
+    alex = make_person("sub-alex")
+    grant(alex, "keystrokes")
+    start = recent(20)
+    events = keystroke_events("a", "b", "c", "d", start=start)
+    events[0]["t"] = iso(start).replace("T", "t").replace("Z", "z")
+    events[1]["t"] = iso(start + dt.timedelta(seconds=1)).replace("Z", "123456Z")
+    events[2]["t"] = (start + dt.timedelta(seconds=2)).astimezone(
+        dt.timezone(dt.timedelta(hours=2))).isoformat()
+    result = ingest(alex, "keystrokes", events)
+    assert result.created and result.event_count == 4
+
+
 def test_error_lists_are_capped() -> None:
     events = [{"t": "never"} for _ in range(200)]
     assert len(_errors("keystrokes", events)) == service.MAX_FIELD_ERRORS

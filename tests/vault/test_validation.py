@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from portal.catalog.service import SHIPPED_CATALOG, read_catalog_file
-from portal.vault import demo_data
-from portal.vault.service import FORMAT_CHECKER, parse_timestamp
-from portal.vault.validation import compile_schema
+from portal.vault import crypto, demo_data
+from portal.vault.service import FORMAT_CHECKER, _parse_times, parse_timestamp
+from portal.vault.validation import compile_batch_schema, compile_schema
 
 SCHEMAS = {category.key: category.event_schema
            for category in read_catalog_file(SHIPPED_CATALOG).categories}
@@ -161,3 +161,110 @@ def test_json_equality_is_not_pythons() -> None:
     assert fast is not None
     assert fast(1) and fast("a")
     assert not fast(True)
+
+
+# --- whole batches -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("key", sorted(SCHEMAS))
+def test_the_batch_check_is_never_laxer_than_jsonschema(key: str) -> None:
+    schema = SCHEMAS[key]
+    batch_check = compile_batch_schema(schema, FORMATS)
+    assert batch_check is not None, "every shipped schema compiles"
+    full = jsonschema.Draft202012Validator(schema, format_checker=FORMAT_CHECKER)
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(_events(key, schema), min_size=1, max_size=4),
+           st.sampled_from(_valid_events(key)))
+    def check(events: list[Any], valid: dict[str, Any]) -> None:
+        batch = [valid, *events, valid]
+        if batch_check(batch):
+            assert all(full.is_valid(event) for event in batch), json.dumps(batch, default=str)
+
+    check()
+
+
+@pytest.mark.parametrize("key", sorted(SCHEMAS))
+def test_a_format_left_to_the_caller_is_not_checked_twice(key: str) -> None:
+    events = _valid_events(key)
+    late = [*events[:-1], {**events[-1], "t": "2026-02-30T09:14:07Z"}]
+    checked_here = compile_batch_schema(SCHEMAS[key], FORMATS)
+    left_to_caller = compile_batch_schema(SCHEMAS[key], FORMATS,
+                                          checked_by_caller={"t": "date-time"})
+    assert checked_here is not None and left_to_caller is not None
+    assert checked_here(events) and left_to_caller(events)
+    assert not checked_here(late)
+    assert left_to_caller(late)
+
+
+@pytest.mark.parametrize("schema", [
+    {"type": "object", "properties": {"when": {"type": "object", "properties": {
+        "t": {"type": "string", "format": "date-time"}}}}},
+    {"type": "array", "items": {"type": "string", "format": "date-time"}},
+])
+def test_formats_below_the_events_own_fields_are_checked_by_the_batch_check(
+        schema: dict[str, Any]) -> None:
+    batch_check = compile_batch_schema(schema, FORMATS)
+    assert batch_check is not None
+    good, bad = "2026-03-02T09:14:07Z", "2026-03-02 09:14:07Z"
+    if schema["type"] == "object":
+        assert batch_check([{"when": {"t": good}}])
+        assert not batch_check([{"when": {"t": bad}}])
+    else:
+        assert batch_check([[good]])
+        assert not batch_check([[good, bad]])
+
+
+def test_values_that_are_not_json_go_to_jsonschema() -> None:
+    fast = compile_schema({"type": "array"}, FORMATS)
+    assert fast is not None
+    assert fast([1, "a"])
+    # jsonschema-rs would take a tuple for a list, or refuse a set with an error: the fast
+    # check says no, and jsonschema decides.
+    assert not fast({1, 2})
+
+
+# --- times, one by one and all at once ------------------------------------------------------
+
+@settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.one_of(_times, st.sampled_from([
+    "2026-03-02T09:14:07.250Z", "2026-03-02t09:14:07.250+01:00", "2026-02-30T09:14:07Z",
+    "2026-03-02T09:14:07.1234567Z", "2026-03-02T09:14:07Z\n2026-03-02T09:14:08Z",
+    "2026-03-02T09:14:07z", ""])), min_size=1, max_size=8))
+def test_times_parse_alike_one_by_one_and_all_at_once(values: list[str]) -> None:
+    assert _parse_times(values) == [parse_timestamp(value) for value in values]
+
+
+# --- canonical JSON -------------------------------------------------------------------------
+
+_json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70),
+              st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=8)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3),
+                            st.dictionaries(st.text(max_size=4), inner, max_size=3)),
+    max_leaves=8)
+
+
+def _json_module(events: Any) -> bytes:
+    return json.dumps(events, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode()
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(_json_values, min_size=1, max_size=4))
+def test_the_canonical_form_holds_the_same_json_as_before(events: list[Any]) -> None:
+    written = crypto.encode_events(events)
+    assert json.loads(written) == events
+    # Batches stored in the json module's form (before orjson) still match their retries.
+    assert crypto.same_events(_json_module(events), written)
+    if "." not in written.decode() and "e" not in written.decode().lower():
+        assert written == _json_module(events)
+
+
+def test_the_canonical_form_refuses_what_json_refuses() -> None:
+    for events in ([{"t": float("nan")}], [{"t": float("inf")}], [{"t": object()}],
+                   [{"t": dt.datetime.now(dt.UTC)}]):
+        with pytest.raises((TypeError, ValueError)):
+            crypto.encode_events(events)
+    assert crypto.encode_events([{"n": None, "s": "null"}]) == b'[{"n":null,"s":"null"}]'
+    assert crypto.same_events(b'[{"x":1e-05}]', b'[{"x":0.00001}]')
+    assert not crypto.same_events(b'[{"x":1}]', b'[{"x":1.0}]')
