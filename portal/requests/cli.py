@@ -23,7 +23,12 @@ def requests_group() -> None:
 @with_appcontext
 def execute(reference: str) -> None:
     """Execute an approved deletion request, or finish one that was interrupted."""
-    from portal.requests.service import RequestError, execute_deletion, find_request
+    from portal.requests.service import (
+        DeletionUnverified,
+        RequestError,
+        execute_deletion,
+        find_request,
+    )
 
     request = find_request(reference)
     if request is None:
@@ -32,6 +37,10 @@ def execute(reference: str) -> None:
     try:
         done = execute_deletion(request, actor=None, actor_name=OPERATOR,
                                 method=ConsentMethod.SYSTEM)
+    except DeletionUnverified as exc:
+        click.echo(f"NOT VERIFIED: the deletion ran, but the check found: {exc}. The request "
+                   "stays executing; run this command again.")
+        sys.exit(1)
     except RequestError as exc:
         click.echo(f"Refused: {exc}. Nothing more was changed.")
         sys.exit(1)

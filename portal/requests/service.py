@@ -59,6 +59,10 @@ class InvalidRequest(RequestError):
     """The request itself is malformed (unknown category, empty period, overlong reason)."""
 
 
+class DeletionUnverified(RequestError):
+    """The deletion ran, but the check afterwards found something left: not "nothing changed"."""
+
+
 class TransitionRefused(RequestError):
     """The request's state does not allow this step (e.g. executing before approval)."""
 
@@ -592,7 +596,7 @@ def execute_deletion(request: DeletionRequest, *, actor: Person | None, actor_na
     executed = _event(request, EventKind.EXECUTED, actor, actor_name=actor_name, now=now)
     check = verify_deletion(request)
     if not check.ok:
-        raise RequestError("the deletion could not be verified: " + "; ".join(check.problems))
+        raise DeletionUnverified("; ".join(check.problems))
     from portal.requests.certificate import issue_certificate
 
     issue_certificate(request, check)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -43,6 +44,8 @@ from portal.requests.models import DeletionRequest, DeletionScope, RequestState
 
 bp = Blueprint("requests", __name__, url_prefix="/requests")
 dpo_bp = Blueprint("dpo", __name__, url_prefix="/dpo")
+
+log = logging.getLogger(__name__)
 
 
 # --- helpers that own each refusal -----------------------------------------------------------
@@ -92,7 +95,15 @@ def get_objection(objection_id: int) -> Objection:
 
 def _refuse(exc: service.RequestError) -> Response:
     """Answer a step the request does not allow: a clear 409, nothing changed."""
-    if isinstance(exc, service.TransitionRefused):
+    if isinstance(exc, service.DeletionUnverified):
+        # Data was deleted step by step and those steps stay committed: saying "nothing was
+        # changed" here would be false.
+        log.error("deletion check failed after execution: %s", exc)
+        description = _("The deletion ran, but the check that nothing remains found a problem: "
+                        "%(why)s. The request stays “%(state)s”. Run it again; if the problem "
+                        "remains, ask your administrator.", why=str(exc),
+                        state=wording.state_label("executing"))
+    elif isinstance(exc, service.TransitionRefused):
         description = _("This step is not possible now: the request is “%(state)s”. Nothing "
                         "was changed.", state=wording.state_label(str(exc.state)))
     else:

@@ -114,6 +114,31 @@ def test_the_check_notices_anything_left(cast: Cast) -> None:
     assert not check.ok and "1 batches remain" in check.problems[0]
 
 
+def test_a_failed_check_after_execution_is_not_called_nothing_changed(
+        app: Flask, cast: Cast, monkeypatch: pytest.MonkeyPatch) -> None:
+    request = approved(cast, scope=DeletionScope.CATEGORIES, categories=["keystrokes"])
+    real = service._delete_category
+
+    def delete_then_restore(request: object, step: DeletionStep, *args: object,
+                            **kwargs: object) -> None:
+        real(request, step, *args, **kwargs)  # type: ignore[arg-type]
+        # A batch that slipped in before the step was done (e.g. a backup restored meanwhile).
+        ingest(cast.alex, "keystrokes", keystroke_events("restored", start=recent(10)))
+        db.execute(CollectedBatch.__table__.update().values(
+            received_at=step.done_at - dt.timedelta(seconds=1)))
+
+    monkeypatch.setattr(service, "_delete_category", delete_then_restore)
+    result = app.test_cli_runner().invoke(args=["requests", "execute", request.reference])
+    assert result.exit_code == 1
+    assert "NOT VERIFIED: the deletion ran" in result.output and "1 batches remain" in result.output
+    assert "Nothing more was changed" not in result.output
+    db.rollback()
+    db.expire_all()
+    again = service.find_request(request.reference)
+    assert again is not None and again.state is RequestState.EXECUTING
+    assert again.certificate_jws is None
+
+
 def test_the_command_executes_an_approved_request(app: Flask, cast: Cast) -> None:
     request = approved(cast)
     runner = app.test_cli_runner()
