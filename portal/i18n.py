@@ -9,7 +9,7 @@ from flask_babel import Babel, format_date, format_datetime, get_locale
 from flask_login import current_user
 
 #: Languages with a complete translation; the first is the fallback.
-LANGUAGES = {"en": "English", "de": "Deutsch"}
+LANGUAGES = {"en": "English", "de": "Deutsch", "fr": "Français"}
 TRANSLATIONS = Path(__file__).resolve().parent.parent / "translations"
 
 
@@ -35,7 +35,7 @@ def select_timezone() -> str:
 
 
 def current_locale() -> str:
-    """Return the language code of this request (``en``, ``de``)."""
+    """Return the language code of this request (``en``, ``de``, ``fr``)."""
     return str(get_locale() or "en")
 
 

@@ -102,7 +102,8 @@ def publish(app: Flask, document: CatalogDocument, *, material: dict[str, str] |
     with in_app(app):
         notice = publish_notice(document, published_by="tests", dpo_sign_off="Dana Novak",
                                 works_council_ref="WC-1",
-                                change_summary={"en": "A change.", "de": "Eine Änderung."},
+                                change_summary={"en": "A change.", "de": "Eine Änderung.",
+                                                "fr": "Une modification."},
                                 material=material or {})
         commit()
         return notice.number

@@ -94,6 +94,7 @@ def test_publish_a_version_from_the_admin_pages(shipped: Flask, client: FlaskCli
                "works_council_ref": "WC-2026-14",
                "summary_en": "Keystrokes also train the summariser; clicks are kept shorter.",
                "summary_de": "Tastatureingaben trainieren auch den Zusammenfasser.",
+               "summary_fr": "Les frappes au clavier entraînent aussi le résumeur.",
                "material_keystrokes": "y", "reason_keystrokes": "A new purpose."}
     response = client.post("/admin/notices/new/review", data=answers)
     assert response.status_code == 302
@@ -118,6 +119,7 @@ def test_publish_a_version_from_the_admin_pages(shipped: Flask, client: FlaskCli
     assert second.published_by_id == person_id(shipped, ACCOUNTS["eli"].sub)
     assert second.published_by_name == "Eli Laurent"
     assert second.change_summary["de"] == "Tastatureingaben trainieren auch den Zusammenfasser."
+    assert second.change_summary["fr"] == "Les frappes au clavier entraînent aussi le résumeur."
     with shipped.app_context():
         sections = {s.category_key: s for s in db.scalars(
             select(CategoryNotice).where(CategoryNotice.notice_version_id == second.id))}
@@ -184,6 +186,7 @@ def test_material_needs_a_reason_and_approval_is_required(
     assert "Say why the change to “keystrokes” is material." in page
     assert "Enter the data protection officer's sign-off." in page
     assert "Summarise the change in Deutsch." in page
+    assert "Summarise the change in Français." in page
     assert 'href="#reason_keystrokes"' in page
     assert client.get("/admin/notices/new/check").headers["Location"] == \
         "/admin/notices/new/review"
@@ -214,7 +217,7 @@ def test_the_first_version_can_be_published_from_the_admin_pages(
     assert "This is the first version" in review and "material_" not in review
     client.post("/admin/notices/new/review", data={
         "csrf_token": token, "dpo_sign_off": "Dana Novak", "summary_en": "First.",
-        "summary_de": "Erste."})
+        "summary_de": "Erste.", "summary_fr": "Première."})
     assert client.post("/admin/notices/new/check", data={"csrf_token": token}
                        ).status_code == 302
     [first] = versions(app)

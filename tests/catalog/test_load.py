@@ -12,8 +12,14 @@ from flask import Flask
 from sqlalchemy import select
 
 from portal.catalog.models import Category, CategoryNotice, LegalBasis
-from portal.catalog.service import SHIPPED_CATALOG, CatalogError, parse_catalog
+from portal.catalog.service import (
+    FALLBACK_LANGUAGE,
+    SHIPPED_CATALOG,
+    CatalogError,
+    parse_catalog,
+)
 from portal.db import db
+from portal.i18n import LANGUAGES
 from tests.catalog.support import Raw, category, shipped_raw, to_yaml, versions, write_catalog
 
 KEYS = ["pointer", "clicks", "keystrokes", "ai_transcripts", "conversations", "performance",
@@ -200,7 +206,20 @@ def test_an_unreadable_file_is_named(app: Flask, tmp_path: Path) -> None:
 
 
 def test_shipped_catalog_is_complete_in_every_language() -> None:
+    # Other catalogs may fall back to English; the shipped one speaks every portal language.
     document = parse_catalog(SHIPPED_CATALOG.read_text(encoding="utf-8"))
     assert [c.key for c in document.categories] == KEYS
+    assert set(document.controller.supervisory_authority) == set(LANGUAGES)
+    for level in document.sensitivity_levels.values():
+        assert set(level) == set(LANGUAGES)
     for spec in document.categories:
-        assert set(spec.text) == {"en", "de"}
+        assert set(spec.text) == set(LANGUAGES)
+        english = spec.text[FALLBACK_LANGUAGE]
+        for language, text in spec.text.items():
+            # A list item or a field left out is a sentence a reader of that language misses.
+            for part in ("purposes", "access", "recipients"):
+                assert len(getattr(text, part)) == len(getattr(english, part)), \
+                    (spec.key, language, part)
+            assert list(text.fields) == list(english.fields), (spec.key, language)
+            if language != FALLBACK_LANGUAGE:
+                assert text.title != english.title, (spec.key, language)  # not copied over

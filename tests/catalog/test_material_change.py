@@ -137,7 +137,7 @@ def test_cli_reports_how_many_consents_wait(shipped: Flask, sign_in: SignIn,
     new_purpose("keystrokes")(raw)
     result = shipped.test_cli_runner().invoke(args=[
         "catalog", "publish", str(write_catalog(tmp_path, raw)), "--dpo-sign-off", "Dana",
-        "--by", "Eli", "--summary-en", "x", "--summary-de", "y",
+        "--by", "Eli", "--summary-en", "x", "--summary-de", "y", "--summary-fr", "z",
         "--material", "keystrokes=A new purpose"])
     assert result.exit_code == 0, result.output
     assert "keystrokes: changed, material (A new purpose); 2 consents now wait" in result.output
@@ -156,6 +156,7 @@ def test_admin_sees_how_many_consents_a_material_change_ends(
     assert "A material change ends the 2 consents that allow recording now" in review
     admin.post("/admin/notices/new/review", data={
         "csrf_token": token, "dpo_sign_off": "Dana", "summary_en": "x", "summary_de": "y",
+        "summary_fr": "z",
         "material_keystrokes": "y", "reason_keystrokes": "A new purpose."})
     assert "2 consents end; each person must confirm again." in _page(
         admin, "/admin/notices/new/check")

@@ -107,6 +107,22 @@ def test_pages_speak_the_persons_language(shipped: Flask, client: FlaskClient,
     assert "Tastatureingaben" in text
     assert "not yet available in your language" not in text
 
+    _set_locale(shipped, "fr")
+    page = _page(client, "/categories/conversations")
+    assert '<html lang="fr">' in page and 'role="note"' not in page
+    text = _text(page)
+    words = next(c for c in DOCUMENT.categories if c.key == "conversations").text["fr"]
+    for sentence in [words.title, words.summary, *words.purposes, words.if_declined,
+                     words.legal_basis_explained, DOCUMENT.controller.supervisory_authority["fr"],
+                     # The portal's own words, the level's name and Babel's plural.
+                     "Niveau 4 : Strictement confidentiel", "30 jours", "Votre consentement",
+                     "Oui. Il est désactivé tant que vous ne l\u2019activez pas."]:
+        # French puts a no-break space before ":" and inside « »; _text() makes it a space.
+        assert " ".join(sentence.split()) in text, sentence
+    index = _text(_page(client, "/categories/"))
+    assert "Frappes au clavier" in index and "L\u2019intérêt légitime de l\u2019entreprise" in index
+    assert "730 jours" in index and "Version 1 de la notice, publiée le" in index
+
 
 def _set_locale(app: Flask, locale: str) -> None:
     with app.app_context():

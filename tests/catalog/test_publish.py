@@ -16,6 +16,7 @@ from portal.catalog.service import (
     publish_notice,
 )
 from portal.db import db
+from portal.i18n import LANGUAGES
 from tests.catalog.support import (
     Raw,
     category,
@@ -27,6 +28,9 @@ from tests.catalog.support import (
     versions,
     write_catalog,
 )
+
+#: A change summary in every language of the portal, as publishing requires.
+SUMMARY = {code: f"A change ({code})." for code in LANGUAGES}
 
 
 def _sections(app: Flask, number: int) -> dict[str, CategoryNotice]:
@@ -49,7 +53,8 @@ def test_new_version_flags_exactly_the_changed_categories(shipped: Flask) -> Non
     [first, second] = versions(shipped)
     assert second.document_sha256 != first.document_sha256
     assert second.dpo_sign_off == "Dana Novak" and second.works_council_ref == "WC-1"
-    assert second.change_summary == {"en": "A change.", "de": "Eine Änderung."}
+    assert second.change_summary == {"en": "A change.", "de": "Eine Änderung.",
+                                     "fr": "Une modification."}
 
 
 def test_a_fact_change_is_a_change_and_updates_the_category(shipped: Flask) -> None:
@@ -87,7 +92,7 @@ def test_publishing_the_same_catalog_is_refused(shipped: Flask) -> None:
     with in_app(shipped), pytest.raises(
             PublishRefused, match="Nothing changed since notice version 1"):
         publish_notice(changed_document(lambda raw: None), published_by="tests",
-                       dpo_sign_off="Dana", change_summary={"en": "x", "de": "y"}, material={})
+                       dpo_sign_off="Dana", change_summary=SUMMARY, material={})
     assert len(versions(shipped)) == 1
 
 
@@ -101,7 +106,7 @@ def test_material_flags_must_name_a_changed_category_with_a_reason(
         shipped: Flask, material: dict[str, str], message: str) -> None:
     with in_app(shipped), pytest.raises(PublishRefused, match=message):
         publish_notice(changed_document(new_purpose("keystrokes")), published_by="tests",
-                       dpo_sign_off="Dana", change_summary={"en": "x", "de": "y"},
+                       dpo_sign_off="Dana", change_summary=SUMMARY,
                        material=material)
     assert len(versions(shipped)) == 1
 
@@ -111,8 +116,8 @@ def test_a_new_version_needs_sign_off_and_summaries(shipped: Flask) -> None:
     with in_app(shipped):
         with pytest.raises(PublishRefused, match="needs the data protection officer's sign-off"):
             publish_notice(document, published_by="tests", dpo_sign_off=" ",
-                           change_summary={"en": "x", "de": "y"}, material={})
-        with pytest.raises(PublishRefused, match="missing: de"):
+                           change_summary=SUMMARY, material={})
+        with pytest.raises(PublishRefused, match="missing: de, fr"):
             publish_notice(document, published_by="tests", dpo_sign_off="Dana",
                            change_summary={"en": "x"}, material={})
 
@@ -126,6 +131,7 @@ def test_cli_publish_records_approval_and_material_reason(shipped: Flask,
         "--dpo-sign-off", "Dana Novak, 2026-11-20", "--works-council", "WC-2026-14",
         "--summary-en", "Keystrokes also train the summariser.",
         "--summary-de", "Tastatureingaben trainieren auch den Zusammenfasser.",
+        "--summary-fr", "Les frappes au clavier entraînent aussi le résumeur.",
         "--material", "keystrokes=A new purpose", "--by", "Eli Laurent"])
     assert result.exit_code == 0, result.output
     assert "Published notice version 2." in result.output
@@ -141,7 +147,8 @@ def test_cli_publish_refusals_are_plain(shipped: Flask, tmp_path: Path) -> None:
     runner = shipped.test_cli_runner()
     same = write_catalog(tmp_path, shipped_raw())
     result = runner.invoke(args=["catalog", "publish", str(same), "--dpo-sign-off", "Dana",
-                                 "--by", "Eli", "--summary-en", "x", "--summary-de", "y"])
+                                 "--by", "Eli", "--summary-en", "x", "--summary-de", "y",
+                                 "--summary-fr", "z"])
     assert result.exit_code == 1
     assert "Not published: Nothing changed since notice version 1" in result.output
     result = runner.invoke(args=["catalog", "publish", str(same), "--dpo-sign-off", "Dana",

@@ -49,7 +49,8 @@ def publish_changed_text(app: Flask, key: str, *, material: bool) -> int:
         document = parse_catalog(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False))
         notice = publish_notice(
             document, published_by="tests", dpo_sign_off="DPO of the tests",
-            change_summary={"en": "A summary changed.", "de": "Eine Zusammenfassung."},
+            change_summary={"en": "A summary changed.", "de": "Eine Zusammenfassung.",
+                            "fr": "Un résumé a changé."},
             material={key: "It now says more."} if material else {})
         commit()
         return notice.number

@@ -246,3 +246,28 @@ def test_pdf_fetcher_serves_only_the_portals_stylesheets() -> None:
 def test_pdf_templates_get_primitive_values_only(app: Flask) -> None:
     with app.test_request_context(), pytest.raises(TypeError, match="primitive"):
         render_pdf("pdf/consent_receipt.html", reference=object())
+
+
+@pytest.mark.postgresql_only  # rendering does not depend on the database: once is enough
+def test_pdf_receipt_speaks_the_persons_language(app: Flask, client: FlaskClient, alex: Chooser,
+                                                 tmp_path: Path) -> None:
+    client.post("/locale", data={"locale": "fr", "csrf_token": alex.token, "next": "/"})
+    alex.post("keystrokes", "grant")
+    alex.post("keystrokes", "withdraw")
+    receipt_id = _receipt_ids(app)[-1]
+    response = client.get(f"/consent/receipts/{receipt_id}.pdf")
+    assert response.status_code == 200
+    text = _pdf_text(response.data, tmp_path)
+    # The portal's words, the catalog's French text, Babel's French date and plural.
+    # (French writes its apostrophe as U+2019.)
+    for expected in ("Reçu de consentement", "Alex Morgan a retiré son consentement à "
+                     "l'enregistrement de la catégorie Frappes au clavier.",
+                     "Retiré (ConsentWithdrawn)", "Par vous, sur ce portail",
+                     "Entraîner l'assistant interne à compléter du code",
+                     "Comment vérifier ce reçu", "30 jours après l'enregistrement.",
+                     "Délivré le"):
+        assert expected.replace("'", "\u2019") in text, expected
+    assert re.search(r"publiée le \d{1,2} (janvier|février|mars|avril|mai|juin|juillet|août|"
+                     r"septembre|octobre|novembre|décembre) \d{4}", text), text
+    assert "Consent receipt" not in text and "By you" not in text
+    (tmp_path / "consent-receipt-fr.pdf").write_bytes(response.data)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import html
+from typing import Any, get_args
 
 import pytest
 from flask import Flask, abort
@@ -10,7 +11,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from portal.auth.models import Person
+from portal.config import Settings
 from portal.db import db
+from portal.i18n import LANGUAGES, TRANSLATIONS
 from tests.conftest import SignIn
 
 
@@ -97,7 +100,14 @@ def test_page_landmarks_and_language(client: FlaskClient) -> None:
     assert '<html lang="de">' in text
     assert 'class="skip-link" href="#main"' in text
     assert '<main id="main"' in text and "<header" in text and "<nav" in text
-    english = client.get("/", headers={"Accept-Language": "fr-FR,en;q=0.5"}).get_data(
+    french = html.unescape(client.get("/", headers={"Accept-Language": "fr-CA,fr;q=0.9"})
+                           .get_data(as_text=True))
+    assert '<html lang="fr">' in french
+    assert "Vos données, votre décision" in french
+    assert "Aller au contenu principal" in french
+    # Every language is offered in its own name, marked as that language for screen readers.
+    assert '<option value="fr" lang="fr" selected>Français</option>' in french
+    english = client.get("/", headers={"Accept-Language": "it-IT,en;q=0.5"}).get_data(
         as_text=True)
     assert '<html lang="en">' in english
 
@@ -120,6 +130,12 @@ def test_language_choice_is_remembered_on_the_person(app: Flask, client: FlaskCl
         assert person is not None and person.locale == "de"
     page = client.get("/", headers={"Accept-Language": "en"}).get_data(as_text=True)
     assert '<html lang="de">' in page
+    client.post("/locale", data={"locale": "fr", "csrf_token": _csrf(client), "next": "/"})
+    with app.app_context():
+        assert db.scalar(select(Person.locale)) == "fr"
+    page = html.unescape(client.get("/", headers={"Accept-Language": "de"}).get_data(
+        as_text=True))
+    assert '<html lang="fr">' in page and "Se déconnecter" in page
 
 
 def test_language_change_needs_csrf_and_a_known_language(client: FlaskClient) -> None:
@@ -132,3 +148,10 @@ def test_off_site_next_after_language_change_is_ignored(client: FlaskClient) -> 
     response = client.post("/locale", data={"locale": "de", "csrf_token": _csrf(client),
                                             "next": "//evil.example/"})
     assert response.headers["Location"] == "/"
+
+
+def test_every_language_is_offered_everywhere() -> None:
+    # A language is added in several places; a forgotten one would be refused or untranslated.
+    assert get_args(Settings.model_fields["DEFAULT_LOCALE"].annotation) == tuple(LANGUAGES)
+    for code in LANGUAGES:
+        assert (TRANSLATIONS / code / "LC_MESSAGES" / "messages.po").is_file(), code
