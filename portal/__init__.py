@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 ROOT = Path(__file__).resolve().parent.parent
 csrf = CSRFProtect()
@@ -36,6 +36,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from portal.api.views import init_app as init_collector_api
     from portal.core import errors
     from portal.core.views import bp as core_bp
+    from portal.observability import logs, metrics
 
     app = Flask(
         __name__,
@@ -54,7 +55,14 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=16 * 1024 * 1024,
         TEMPLATES_AUTO_RELOAD=False,
     )
-    configure_logging(app)
+    configure_proxies(app)
+    logs.configure_logging(app)
+    # First of all the request hooks: the request id is there for every line the others log.
+    logs.init_app(app)
+    metrics.init_app(app)
+    if app.config["DEMO"]:
+        app.logger.warning("DEMO MODE: sign-in uses the built-in demo identity provider and "
+                           "demo people. Never use demo mode with real employees' data.")
 
     db.init_app(app)
     i18n.init_app(app)
@@ -76,11 +84,15 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
-def configure_logging(app: Flask) -> None:
-    """Log to standard error at the configured level; never log secrets or tokens."""
-    level = getattr(logging, app.config["LOG_LEVEL"])
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app.logger.setLevel(level)
-    if app.config["DEMO"]:
-        app.logger.warning("DEMO MODE: sign-in uses the built-in demo identity provider and "
-                           "demo people. Never use demo mode with real employees' data.")
+def configure_proxies(app: Flask) -> None:
+    """Believe ``X-Forwarded-For`` and ``-Proto`` only from the configured number of proxies.
+
+    Without ``PORTAL_TRUSTED_PROXIES`` anyone could claim another address (and so escape the
+    rate limits) or HTTPS (and so get HSTS and secure cookies on plain HTTP); with it, the
+    values the nearest proxies added are used. ``X-Forwarded-Host`` is not trusted: the proxy
+    passes the ``Host`` header itself, and a host a client chose must not reach our links.
+    """
+    proxies = int(app.config["TRUSTED_PROXIES"])
+    if proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies,  # type: ignore[method-assign]
+                                x_host=0, x_port=0, x_prefix=0)

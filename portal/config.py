@@ -31,7 +31,7 @@ ENV_PREFIX = "PORTAL_"
 INSTANCE_FILE = "portal.toml"
 ROLES = ("hr", "dpo", "admin")
 # Settings whose values must never appear in an error message or a log line.
-SECRET_SETTINGS = frozenset({"SECRET_KEY", "OIDC_CLIENT_SECRET", "MASTER_KEY"})
+SECRET_SETTINGS = frozenset({"SECRET_KEY", "OIDC_CLIENT_SECRET", "MASTER_KEY", "METRICS_TOKEN"})
 
 
 class ConfigError(Exception):
@@ -59,6 +59,9 @@ class Settings(BaseModel):
     # The receipt signing key (a private JWK, P-256). Empty: made on first use in the instance
     # folder. With several hosts, point every one at the same key file.
     RECEIPT_KEY_FILE: str = ""
+    # After a rotation of that key: a JWK Set file with the earlier public keys (a saved
+    # /.well-known/jwks.json), published beside the current key so older receipts still verify.
+    RECEIPT_RETIRED_KEYS_FILE: str = ""
 
     OIDC_ISSUER: str = ""
     OIDC_CLIENT_ID: str = ""
@@ -70,7 +73,7 @@ class Settings(BaseModel):
 
     ROLE_MAP: dict[Literal["hr", "dpo", "admin"], list[str]] = Field(default_factory=dict)
 
-    DEFAULT_LOCALE: Literal["en", "de"] = "en"
+    DEFAULT_LOCALE: Literal["en", "de", "fr"] = "en"
     DEFAULT_TIMEZONE: str = "UTC"
 
     # A session dies after this long without a request, and in any case after the absolute limit.
@@ -78,6 +81,19 @@ class Settings(BaseModel):
     SESSION_ABSOLUTE_HOURS: int = Field(default=12, ge=1, le=7 * 24)
 
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # "json": one JSON object per line, for a log collector; "text": lines for a person at a
+    # terminal. Empty: text in demo mode, JSON otherwise.
+    LOG_FORMAT: Literal["", "json", "text"] = ""
+    # The bearer token that a Prometheus scraper presents at /metrics. Empty: no /metrics (404).
+    METRICS_TOKEN: str = ""
+    # How many reverse proxies stand in front of the portal. 0: X-Forwarded-* headers are
+    # ignored (anyone could send them); n: the scheme and client address are taken from the
+    # n-th proxy's X-Forwarded-Proto and X-Forwarded-For (werkzeug's ProxyFix).
+    TRUSTED_PROXIES: int = Field(default=0, ge=0, le=5)
+    # The shred journal: every destroyed data key is appended here (a file path on storage
+    # that a database restore does not roll back), so that `portal vault replay-shreds`
+    # can destroy again the keys that a restored backup brings back. Empty: no journal.
+    SHRED_JOURNAL: str = ""
 
     # Where rate-limit counters live: memory:// (per process) or redis://host:6379/0 (shared).
     RATELIMIT_STORAGE_URL: str = "memory://"
@@ -109,6 +125,12 @@ class Settings(BaseModel):
     # Whether executing a deletion needs a second DPO's confirmation after the approval.
     DELETION_SECOND_DPO: bool = False
 
+    # Whether collectors' webhooks may be plain http and on loopback, private, link-local or
+    # other internal addresses. Off: only https to public addresses, checked at registration and
+    # at every delivery, so a webhook cannot make the portal call inside the company network
+    # (SSRF). Turn on only for a collector on the same host or network (development, tests).
+    WEBHOOK_ALLOW_PRIVATE_NETWORKS: bool = False
+
     # HR's aggregates hide any group smaller than this, so nobody's choice can be inferred.
     HR_MIN_GROUP_SIZE: int = Field(default=5, ge=2, le=1000)
 
@@ -131,6 +153,23 @@ class Settings(BaseModel):
             raise ValueError("must be base64 (32 random bytes)") from None
         if len(raw) != 32:
             raise ValueError(f"must decode to 32 bytes, not {len(raw)}")
+        return value
+
+    @field_validator("METRICS_TOKEN")
+    @classmethod
+    def _metrics_token_is_long(cls, value: str) -> str:
+        if value and (len(value) < 32 or not value.isascii() or any(
+                char.isspace() for char in value)):
+            raise ValueError("must be at least 32 printable ASCII characters without spaces; "
+                             "generate one with "
+                             "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+        return value
+
+    @field_validator("RECEIPT_RETIRED_KEYS_FILE")
+    @classmethod
+    def _is_a_file(cls, value: str) -> str:
+        if value and not Path(value).is_file():
+            raise ValueError(f"no such file: {value}")
         return value
 
     @field_validator("OIDC_ISSUER", "BASE_URL")

@@ -86,11 +86,22 @@ def key_id(key: ECKey) -> str:
 
 
 def public_jwks(app: Flask | None = None) -> dict[str, Any]:
-    """Return the JWK Set that verifies receipts (public parts only)."""
+    """Return the JWK Set that verifies receipts (public parts only).
+
+    It holds the current key and, after a rotation, the earlier public keys listed in
+    ``RECEIPT_RETIRED_KEYS_FILE``, so receipts signed before the rotation still verify.
+    """
+    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
     key = signing_key(app)
     public = key.as_dict(private=False)
     public["kid"] = key_id(key)
-    return {"keys": [public]}
+    retired = app.config.get("RECEIPT_RETIRED_KEYS_FILE")
+    if not retired:
+        return {"keys": [public]}
+    # load_keys keeps public parts only: a private key put there by mistake is not published.
+    earlier = load_keys(json.loads(Path(retired).read_text()))
+    return {"keys": [public, *(dict(old.as_dict(private=False), kid=old.kid)
+                               for old in earlier.keys if old.kid != public["kid"])]}
 
 
 # --- the document ----------------------------------------------------------------------------

@@ -9,11 +9,15 @@ import click
 from flask.cli import with_appcontext
 
 from portal.db import commit
+from portal.vault.journal import replay_shreds_command
 
 
 @click.group("vault")
 def vault_group() -> None:
     """Look after the encrypted vault of collected data."""
+
+
+vault_group.add_command(replay_shreds_command)
 
 
 @vault_group.command("rotate-master-key")
