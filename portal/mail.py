@@ -18,6 +18,8 @@ import smtplib
 import ssl
 import uuid
 from dataclasses import dataclass
+from email.errors import HeaderParseError
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
@@ -102,15 +104,32 @@ def queue_mail(recipient: str, *, locale: str | None, subject: LazyString, templ
         return None
     language = recipient_locale(locale)
     with force_locale(language):
-        message = MailMessage(recipient=recipient, locale=language,
+        message = MailMessage(recipient=recipient[:320], locale=language,
                               subject=str(subject)[:255],
                               body=render_template(template, **context),
                               state=MailState.PENDING, attempts=0, created_at=utcnow(),
                               next_attempt_at=utcnow())
+    if not is_single_address(recipient):
+        # The address comes from the identity provider: "a@x.com\r\nBcc: b@y.com" or
+        # "a@x.com, b@y.com" would add recipients. Kept, marked failed, so the outbox says why.
+        message.state, message.last_error = MailState.FAILED, NOT_ONE_ADDRESS
+        log.warning("mail %r not sent: %s", recipient, NOT_ONE_ADDRESS)
     db.add(message)
     db.flush()
     g.mail_queued = True
     return message
+
+
+NOT_ONE_ADDRESS = "not sent: the recipient is not one valid e-mail address"
+
+
+def is_single_address(recipient: str) -> bool:
+    """Return whether ``recipient`` is exactly one plain address (``name@domain``), no more."""
+    try:
+        address = Address(addr_spec=recipient)
+    except (ValueError, IndexError, HeaderParseError):
+        return False
+    return bool(address.username and address.domain) and address.addr_spec == recipient
 
 
 def backoff(attempts: int) -> dt.timedelta:
@@ -197,9 +216,15 @@ def send_pending(app: Flask | None = None, *, now: dt.datetime | None = None) ->
             assert message is not None
             attempt_at = now or utcnow()
             error = "" if server is not None else connect_error
-            if server is not None:
+            try:
+                email = _email(message, app.config["SMTP_FROM"])
+            except ValueError:
+                # A header that would carry a line break (an older row; queue_mail refuses
+                # them now): it can never be sent, and must not stop the others.
+                email, error = None, NOT_ONE_ADDRESS
+            if server is not None and email is not None:
                 try:
-                    server.send_message(_email(message, app.config["SMTP_FROM"]))
+                    server.send_message(email)
                 except (OSError, smtplib.SMTPException) as exc:
                     error = f"{type(exc).__name__}: {exc}"[:255]
             message.attempts += 1
@@ -208,7 +233,7 @@ def send_pending(app: Flask | None = None, *, now: dt.datetime | None = None) ->
             if not error:
                 message.state, message.sent_at = MailState.SENT, attempt_at
                 run.sent += 1
-            elif message.attempts >= MAX_ATTEMPTS:
+            elif email is None or message.attempts >= MAX_ATTEMPTS:
                 message.state = MailState.FAILED
                 run.failed += 1
                 log.error("mail %s failed for good: %s", message.id, error)

@@ -69,6 +69,18 @@ ACCOUNTS = {
                     "Legal & Privacy", "Vienna"),
     "eli": Account("sub-eli", "Eli Laurent", "eli@example.com", ("privacy-admin",),
                    "Legal & Privacy", "Paris"),
+    # Hostile attributes from the provider (tests/hardening/test_hostile_content.py): markup,
+    # script, spreadsheet formulas, template syntax and CRLF, each where a field would run it.
+    "mallory": Account("sub-mallory",
+                       "=HYPERLINK(\"http://evil.example/name\")<script>alert('name')</script>",
+                       "mallory+{{7*7}}@example.com", (),
+                       "+cmd|' /C calc'!A0\"><img src=x onerror=alert('department')>",
+                       "@SUM(1)<link rel=stylesheet href=file:///etc/passwd>"),
+    "oscar": Account("sub-oscar", "-2+3<svg onload=alert('staff')>{{7*7}}", "oscar@example.com",
+                     ("people-ops", "privacy-office", "privacy-admin"),
+                     "\tjavascript:alert('staff')", "Vienna"),
+    "eve": Account("sub-eve", "Eve\r\nBcc: x@evil.example",
+                   "eve@example.com\r\nBcc: x@evil.example", (), "Sales", "Berlin"),
 }
 
 
@@ -107,6 +119,8 @@ def _settings(database_url: str, issuer: str, base_url: str) -> dict[str, Any]:
         "OIDC_SCOPES": "openid profile email groups",
         "ROLE_MAP": ROLE_MAP,
         "BASE_URL": base_url,
+        # The tests' webhook receivers listen on 127.0.0.1.
+        "WEBHOOK_ALLOW_PRIVATE_NETWORKS": True,
     }
 
 
@@ -154,10 +168,22 @@ def live_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def idp(live_port: int) -> Iterator[tuple[OIDCProvider, TamperProxy]]:
+def production_ports() -> tuple[int, int]:
+    """Two ports for gunicorn servers of the production tests, fixed so the provider knows
+    them (people sign in through either)."""
+    first, second = free_port(), free_port()
+    while second == first:
+        second = free_port()
+    return first, second
+
+
+@pytest.fixture(scope="session")
+def idp(live_port: int, production_ports: tuple[int, int],
+        ) -> Iterator[tuple[OIDCProvider, TamperProxy]]:
     """The real provider, reached through a proxy that passes answers through unchanged
     unless a test sets its ``mode``."""
-    origins = ["http://localhost", f"http://127.0.0.1:{live_port}"]
+    origins = ["http://localhost", f"http://127.0.0.1:{live_port}",
+               *(f"http://127.0.0.1:{port}" for port in production_ports)]
     clients = [{
         "client_id": CLIENT_ID,
         "client_secret": CLIENT_SECRET,

@@ -23,6 +23,7 @@ from portal.api.models import CollectionAction
 from portal.api.service import MAX_NAME_LENGTH
 from portal.db import utcnow
 from portal.vault.service import CLOCK_SKEW, parse_timestamp
+from portal.webhook_urls import WebhookAddress
 
 MAX_SUBJECT_LENGTH = 255
 MAX_CATEGORY_LENGTH = 64
@@ -241,7 +242,8 @@ class CollectorForm(FlaskForm):
         _l("Address for withdrawal notices (optional)"),
         validators=[Optional(), URL(require_tld=False, message=_l(
             "Enter an address that starts with https:// or http://.")),
-            Length(max=2048, message=_l("The address must be 2,048 characters or fewer."))])
+            Length(max=2048, message=_l("The address must be 2,048 characters or fewer.")),
+            WebhookAddress()])
     submit = SubmitField(_l("Register the collector"))
 
 

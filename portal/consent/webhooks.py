@@ -36,6 +36,7 @@ from portal.auth.models import Person
 from portal.consent.chain import format_time
 from portal.consent.models import ConsentEvent, ConsentState, DeliveryState, WebhookDelivery
 from portal.db import db, get_engine, utcnow
+from portal.webhook_urls import WebhookURLRefused, post_checked
 
 log = logging.getLogger(__name__)
 
@@ -200,9 +201,11 @@ def _send(delivery: WebhookDelivery, collector: Collector,
                                   timestamp, delivery.body),
     }
     try:
-        response = requests.post(collector.webhook_url, data=delivery.body.encode(),
-                                 headers=headers, timeout=TIMEOUT_SECONDS,
-                                 allow_redirects=False)
+        # Checked again now, and the address connected to as well: DNS may have changed.
+        response = post_checked(collector.webhook_url, data=delivery.body.encode(),
+                                headers=headers, timeout=TIMEOUT_SECONDS, allow_redirects=False)
+    except WebhookURLRefused as exc:
+        return None, f"not sent: the webhook URL {exc}"
     except requests.RequestException as exc:
         return None, type(exc).__name__
     if 200 <= response.status_code < 300:

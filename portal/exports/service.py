@@ -379,8 +379,9 @@ def _utc(moment: dt.datetime | None) -> str | None:
     return chain.format_time(moment) if moment is not None else None
 
 
-#: Characters that make a spreadsheet treat a cell as a formula (OWASP "CSV injection").
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+#: Characters that make a spreadsheet treat a cell as a formula (OWASP "CSV injection"), and
+#: their full-width forms, which some spreadsheet locales read as the ASCII ones (as HR's).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 
 
 def _csv_value(value: Any) -> str | int | float:
@@ -488,7 +489,8 @@ class DownloadBuilder:
     def _csv(self, count: CategoryCount) -> Iterator[bytes]:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\r\n")
-        writer.writerow(count.columns)
+        # Column names come from the catalog's schema: neutralised like any cell.
+        writer.writerow([_csv_value(name) for name in count.columns])
         fields = count.columns[:-3 if count.involves_others else -2]
         for batch, events in self._events(count, counting=False):
             for event in events:
