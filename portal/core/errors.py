@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import psycopg
 from flask import Flask, jsonify, render_template, request
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.exc import OperationalError
@@ -61,6 +62,13 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(OperationalError)
     def _database_down(error: OperationalError) -> tuple[Response | str, int]:
         log.error("database unavailable: %s", type(error.orig).__name__)
+        return render_error(ServiceUnavailable())
+
+    # The driver's own error, when it reaches us unwrapped: Engine.raw_connection() (the
+    # collector API's fast reads) lets a failed connect through as it is.
+    @app.errorhandler(psycopg.OperationalError)
+    def _database_down_raw(error: psycopg.OperationalError) -> tuple[Response | str, int]:
+        log.error("database unavailable: %s", type(error).__name__)
         return render_error(ServiceUnavailable())
 
     @app.errorhandler(Exception)
