@@ -44,7 +44,8 @@ def index() -> str:
     return render_template("admin/index.html", versions=notice_history())
 
 
-@bp.get("/notices/<int:number>")
+# max: numbers are 32-bit in the database; a larger one is a 404, not a crash in the driver.
+@bp.get("/notices/<int(max=2147483647):number>")
 @role_required(Role.ADMIN)
 def notice(number: int) -> str:
     """Show one published version: its approval, what changed, and the consents it ended."""

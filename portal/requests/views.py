@@ -397,7 +397,8 @@ def executed(reference: str) -> str:
     return render_template("dpo/executed.html", item=found, titles=_titles())
 
 
-@dpo_bp.route("/objections/<int:objection_id>", methods=["GET", "POST"])
+# max: ids are 32-bit in the database; a larger one is a 404, not a crash in the driver.
+@dpo_bp.route("/objections/<int(max=2147483647):objection_id>", methods=["GET", "POST"])
 @role_required(Role.DPO)
 def objection(objection_id: int) -> Response | str | tuple[str, int]:
     """Show an objection (the person's reason and the category) and decide on it."""
@@ -421,7 +422,7 @@ def objection(objection_id: int) -> Response | str | tuple[str, int]:
     return redirect(url_for(".objection", objection_id=objection_id), code=303)
 
 
-@dpo_bp.post("/objections/<int:objection_id>/extend")
+@dpo_bp.post("/objections/<int(max=2147483647):objection_id>/extend")
 @role_required(Role.DPO)
 def extend_objection(objection_id: int) -> Response | tuple[str, int]:
     """Extend the answer to an objection once, with a reason."""
