@@ -4,7 +4,9 @@
     validated, consent-gated, compressed, encrypted) under gunicorn on PostgreSQL, against the
     same events written one row per event with psycopg's COPY (no checks, no encryption).
 (b) Consent checks: ``GET /api/v1/consent`` requests per second, against a bare Flask
-    hello-world served by the same gunicorn settings.
+    hello-world served by the same gunicorn settings. For context, no goal: the portal's
+    ``/healthz`` (its app-wide hooks alone) and ``/db`` on the hello-world's app (the same
+    bare Flask running the consent check's one SQL statement through psycopg).
 
 Everything runs on 127.0.0.1: a throwaway PostgreSQL cluster (the test suite's), a throwaway
 redis-server for the rate limits (as in production; ``--rate-limit-store memory`` counts in
@@ -203,7 +205,12 @@ def gunicorn(target: str, environment: dict[str, str], *, workers: int, threads:
                str(workers), "--worker-class", "gthread", "--threads", str(threads),
                "--bind", f"127.0.0.1:{port}", "--keep-alive", "30", "--log-level", "warning",
                "--backlog", "2048", target]
-    server = subprocess.Popen(command, env=environment, cwd=ROOT)
+    # The portal writes one access line per request (portal.observability), as in
+    # production: to a file, as a log collector would take it, not onto this terminal.
+    log = Path(environment["PORTAL_INSTANCE_PATH"]) / f"{target.replace(':', '-')}.log"
+    with log.open("ab") as output:
+        server = subprocess.Popen(command, env=environment, cwd=ROOT, stdout=output,
+                                  stderr=output)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -214,7 +221,8 @@ def gunicorn(target: str, environment: dict[str, str], *, workers: int, threads:
                         break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"gunicorn did not start {target}") from None
+                    raise RuntimeError(f"gunicorn did not start {target}; its log:\n"
+                                       + log.read_text(errors="replace")[-3000:]) from None
                 time.sleep(0.2)
         yield port
     finally:
@@ -457,11 +465,12 @@ def measure(options: argparse.Namespace, environment: dict[str, str], dsn: str, 
             pool: list[tuple[int, str, dict[str, Any]]]) -> dict[str, list[float]]:
     """Measure each figure and its baseline in turn, round after round; return every rate."""
     subject, category = pool[0][2]["subject"], pool[0][2]["category"]
-    consent_path = f"/api/v1/consent?subject={subject}&category={category}"
+    query = f"?subject={subject}&category={category}"
+    consent_path = f"/api/v1/consent{query}"
     auth = {"Authorization": f"Bearer {token}"}
     timing = {"seconds": options.seconds, "warmup": options.warmup}
     rates: dict[str, list[float]] = {name: [] for name in (
-        "api", "copy", "consent", "floor", "hello")}
+        "api", "copy", "consent", "floor", "hello", "read")}
     gunicorn_options = {"workers": options.workers, "threads": options.threads}
     connections = options.connections
     # Both servers stay up; the idle one costs nothing. Measuring each figure and its
@@ -484,6 +493,9 @@ def measure(options: argparse.Namespace, environment: dict[str, str], dsn: str, 
                                                        connections=connections, **timing))
                 rates["hello"].append(measure_requests(hello_port, "/", {},
                                                        connections=connections, **timing))
+                rates["read"].append(measure_requests(hello_port, f"/db{query}",
+                                                      auth, connections=connections,
+                                                      **timing))
     return rates
 
 
@@ -510,7 +522,12 @@ def report(options: argparse.Namespace, rates: dict[str, list[float]]) -> None:
             Figure("portal floor: /healthz", "requests/s", median["floor"], "hello-world",
                    median["hello"], None,
                    "context, no goal: the hooks the portal runs on every request, no "
-                   f"database, no API code\n  {_spread(rates['floor'])}")]
+                   f"database, no API code\n  {_spread(rates['floor'])}"),
+            Figure("bare Flask + the one read", "requests/s", median["read"], "hello-world",
+                   median["hello"], None,
+                   "context, no goal: hello-world's app running the consent check's SQL "
+                   "statement through psycopg (prepared), no portal, no rate limit\n  "
+                   f"{_spread(rates['read'])}")]
     print_table(figures)
 
 

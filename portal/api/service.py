@@ -10,15 +10,16 @@ import os
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
+import psycopg
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
-from sqlalchemy import Row, Select, and_, bindparam, exists, func, select, true
-from sqlalchemy.engine import Engine
+from sqlalchemy import Select, and_, bindparam, exists, func, select, true
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import aliased
 
@@ -27,6 +28,7 @@ from portal.auth.models import Person
 from portal.catalog.models import Category, CategoryNotice, LegalBasis, NoticeVersion
 from portal.consent.models import ConsentEvent, ConsentState, ConsentStatus
 from portal.db import db, utcnow
+from portal.webhook_urls import webhook_url_refusal
 
 _SEAL_INFO = b"consent-portal collector webhook secret v1"
 
@@ -121,6 +123,8 @@ def create_collector(name: str, categories: Iterable[str], *,
         if parts.scheme not in {"http", "https"} or not parts.hostname or len(webhook_url) > 2048:
             problems["webhook_url"] = ("must be an http:// or https:// URL of at most 2048 "
                                        "characters")
+        elif refusal := webhook_url_refusal(webhook_url):
+            problems["webhook_url"] = refusal
     if problems:
         raise CollectorRefused(problems)
     return register_collector(name, keys, webhook_url=webhook_url)
@@ -240,23 +244,94 @@ def look_up_consent(subject: str, category_key: str, *, issuer: str,
 AUTOCOMMIT_ENGINE = "portal.api.autocommit_engine"
 
 
-def read_one(statement: Select[Any], parameters: dict[str, Any]) -> Row[Any] | None:
-    """Run one read-only statement outside any transaction; return its only row, if any.
+class ConsentRow(NamedTuple):
+    """The one row of :func:`_consent_statement`, typed as the ORM would type it."""
 
-    On a pooled connection of its own, in autocommit mode: no BEGIN before the statement,
-    no COMMIT after it, and none of the ORM session's work around it. Once more, on a new
-    connection, if the pooled one had been dropped by the database (see
-    :func:`portal.api.auth.first_statement`); a read can always be run again.
+    collector_id: int
+    collector_name: str
+    collector_categories: list[str] | None
+    collector_revoked_at: dt.datetime | None
+    legal_basis: LegalBasis | None
+    notice_in_force: int | None
+    in_force: str | None
+    person_id: int | None
+    state: ConsentState | None
+    state_notice: int | None
+    since: dt.datetime | None
+
+
+def read_one(statement: Select[Any], parameters: dict[str, Any]) -> ConsentRow | None:
+    """Run the consent statement outside any transaction; return its only row, if any.
+
+    On PostgreSQL through the pooled psycopg connection itself, as a prepared statement (see
+    :func:`_read_one_postgresql`); elsewhere (SQLite, for development and tests) through
+    SQLAlchemy, on a pooled connection of its own in autocommit mode.
     """
     engine: Engine = current_app.extensions[AUTOCOMMIT_ENGINE]
+    if engine.dialect.name == "postgresql":
+        return _read_one_postgresql(engine, statement, parameters)
     try:
         with engine.connect() as connection:
-            return connection.execute(statement, parameters).one_or_none()
+            row = connection.execute(statement, parameters).one_or_none()
     except DBAPIError as exc:
         if not exc.connection_invalidated:
             raise
-    with engine.connect() as connection:
-        return connection.execute(statement, parameters).one_or_none()
+        with engine.connect() as connection:
+            row = connection.execute(statement, parameters).one_or_none()
+    return None if row is None else ConsentRow(*row)
+
+
+@functools.cache
+def _postgresql_text(statement: Select[Any], dialect: Dialect) -> tuple[str, dict[str, Any]]:
+    """Return the SQL of ``statement`` for psycopg, and its fixed parameters; compiled once."""
+    compiled = statement.compile(dialect=dialect)
+    # The fixed ones only (LIMIT 1); the others come with each call.
+    return str(compiled), compiled.construct_params(_check=False)
+
+
+def _read_one_postgresql(engine: Engine, statement: Select[Any],
+                         parameters: dict[str, Any]) -> ConsentRow | None:
+    """Run the statement on a pooled psycopg connection, in autocommit, prepared.
+
+    Profiled under gunicorn, SQLAlchemy's Connection (checkout with its isolation-level
+    switch, execution context, result object, return) cost several times the driver's own
+    work for this one-row read, which collectors repeat before every recording session.
+    Here the pool still lends, recycles and takes back the connection; psycopg runs the
+    statement prepared (parsed and planned once per connection), without BEGIN or COMMIT:
+    switching autocommit on and off costs no round trip while the connection is idle, and
+    the pool's rollback on return has nothing to roll back. A connection the server dropped
+    is discarded and the read runs once more on a new one (it can always be repeated).
+    """
+    sql, fixed = _postgresql_text(statement, engine.dialect)
+    values = {**fixed, **parameters}
+    for attempt in (1, 2):
+        pooled = engine.raw_connection()
+        try:
+            connection = pooled.driver_connection
+            assert connection is not None
+            connection.autocommit = True
+            try:
+                found = connection.execute(sql, values, prepare=True).fetchone()
+            finally:
+                if not connection.closed:
+                    connection.autocommit = False
+        except psycopg.OperationalError:
+            pooled.invalidate()
+            if attempt == 2:
+                raise
+            continue
+        finally:
+            pooled.close()
+        break
+    if found is None:
+        return None
+    (collector_id, name, categories, revoked_at, legal_basis, notice_in_force, in_force,
+     person_id, state, state_notice, since) = found
+    return ConsentRow(
+        collector_id, name, categories, revoked_at,
+        None if legal_basis is None else LegalBasis(legal_basis), notice_in_force, in_force,
+        person_id, None if state is None else ConsentState(state), state_notice,
+        None if since is None else since.astimezone(dt.UTC))
 
 
 def _denied(subject: str, category_key: str, legal_basis: LegalBasis | None) -> ConsentAnswer:
@@ -322,20 +397,24 @@ def _consent_statement() -> Select[Any]:
 
 @dataclass(frozen=True)
 class BatchParties:
-    """Who sends a batch, and the category and person it is about (``None``: none such)."""
+    """Who sends a batch, and the category and person it is about (``None``: none such).
+
+    ``category_in_force``: the category is in the notice version in force.
+    """
 
     collector: CollectorIdentity | None
     category: Category | None
     person: Person | None
+    category_in_force: bool = False
 
 
 def identify_batch_parties(token: str, *, category_key: str, subject: str,
                            issuer: str) -> BatchParties:
     """Return the collector holding ``token``, the category and the person of a batch.
 
-    One statement for the three, because a collector sends batches all day: the caller must
-    still refuse an unknown or revoked token, and check the collector's scope, before
-    anything else. The category may be out of the catalog in force (the vault checks that).
+    One statement for the three, and whether the category is in the catalog in force,
+    because a collector sends batches all day: the caller must still refuse an unknown or
+    revoked token, and check the collector's scope, before anything else.
     """
     if not token or len(token) > MAX_TOKEN_LENGTH:
         return BatchParties(None, None, None)
@@ -347,16 +426,22 @@ def identify_batch_parties(token: str, *, category_key: str, subject: str,
     identity = CollectorIdentity(row.collector_id, row.collector_name,
                                  tuple(row.collector_categories or ()),
                                  row.collector_revoked_at is not None)
-    return BatchParties(identity, row.Category, row.Person)
+    return BatchParties(identity, row.Category, row.Person, row.in_force is not None)
 
 
 @functools.cache
 def _batch_parties_statement() -> Select[Any]:
     """Return the statement behind :func:`identify_batch_parties`, built once."""
+    latest = (select(NoticeVersion.id).order_by(NoticeVersion.number.desc()).limit(1)
+              .scalar_subquery())
+    in_force = (select(CategoryNotice.category_key)
+                .where(CategoryNotice.notice_version_id == latest,
+                       CategoryNotice.category_key == Category.key)
+                .scalar_subquery().label("in_force"))
     return (
         select(Collector.id.label("collector_id"), Collector.name.label("collector_name"),
                Collector.categories.label("collector_categories"),
-               Collector.revoked_at.label("collector_revoked_at"), Category, Person)
+               Collector.revoked_at.label("collector_revoked_at"), Category, Person, in_force)
         .select_from(Collector)
         .outerjoin(Category, Category.key == bindparam("category_key"))
         .outerjoin(Person, and_(Person.issuer == bindparam("issuer"),

@@ -77,6 +77,7 @@ from portal.consent.service import category_titles, current_notice_version
 from portal.db import db, get_engine
 from portal.i18n import current_locale
 from portal.limits import limiter
+from portal.observability import metrics
 from portal.vault.service import (
     BatchInvalid,
     BatchTooLarge,
@@ -86,7 +87,6 @@ from portal.vault.service import (
     VaultError,
     VaultIntegrityError,
     check_batch,
-    find_category,
     ingest_batch,
 )
 
@@ -219,6 +219,7 @@ def _no_store(response: Response) -> Response:
 
 @bp.errorhandler(ApiError)
 def _refused(error: ApiError) -> Response:
+    metrics.count_refused_batch(error.code)
     return _json(error.body(), error.status, error.headers)
 
 
@@ -226,6 +227,7 @@ def _refused(error: ApiError) -> Response:
 def _http_error(error: HTTPException) -> Response:
     status = error.code or 500
     code = ERROR_CODES.get(status, error.name.lower().replace(" ", "_"))
+    metrics.count_refused_batch(code)
     message = str(error.description or error.name)
     if status == 413:
         message = _too_large(max_body_bytes()).message
@@ -294,10 +296,10 @@ def submit_batch() -> Response:
     require_scope(collector, batch.category_key)
     idempotency_key = request.headers.get("Idempotency-Key")
     try:
-        # ingest_batch checks that the category is in the catalog in force; checking it here
-        # as well would read the notice twice per batch.
+        # Whether the category is in the catalog in force came with the parties, in the
+        # same transaction as the rest of the batch: ingest_batch need not read it again.
         category = parties.category
-        if category is None:
+        if category is None or not parties.category_in_force:
             raise UnknownCategory(batch.category_key)
         options: dict[str, Any] = {
             "events": batch.events, "collected_from": batch.collected_from,
@@ -307,10 +309,10 @@ def submit_batch() -> Response:
         if person is None:
             # The same checks and the same refusal as for a person who never consented, so
             # that answers do not tell which people exist.
-            find_category(category.key)
             check_batch(category, **options)
             raise _consent_required(category.key, None)
-        result = ingest_batch(person, category, **options)
+        result = ingest_batch(person, category, catalog_checked=True, **options)
+        metrics.count_ingested_batch(category.key, result.event_count, created=result.created)
     except UnknownCategory:
         raise ApiError(403, "category_not_allowed", f"Category {batch.category_key!r} is not "
                        "in the catalog in force: nothing may be recorded for it.") from None
@@ -408,7 +410,8 @@ def _find(collector_id: int) -> Collector:
     return collector
 
 
-@admin_bp.route("/<int:collector_id>/revoke", methods=["GET", "POST"])
+# max: ids are 32-bit in the database; a larger one is a 404, not a crash in the driver.
+@admin_bp.route("/<int(max=2147483647):collector_id>/revoke", methods=["GET", "POST"])
 @role_required(Role.ADMIN)
 def revoke(collector_id: int) -> str | Response:
     """Ask to confirm, then revoke a collector's token at once."""

@@ -28,6 +28,7 @@ from flask import current_app
 from sqlalchemy import (
     ColumnElement,
     Select,
+    and_,
     bindparam,
     delete,
     func,
@@ -42,7 +43,7 @@ from portal.auth.models import Person
 from portal.catalog.models import Category, CategoryNotice, NoticeVersion
 from portal.consent.models import ConsentState, ConsentStatus
 from portal.db import db, utcnow
-from portal.vault import crypto
+from portal.vault import crypto, journal
 from portal.vault.models import CollectedBatch, DataKey
 from portal.vault.validation import Check, compile_batch_schema, compile_schema
 
@@ -614,6 +615,28 @@ def _consent_state_statement() -> Select[tuple[ConsentState]]:
 
 
 @functools.cache
+def _consent_and_key_statement() -> Select[tuple[ConsentState, DataKey]]:
+    """Return the statement that reads and share-locks the consent row and the live key at once.
+
+    The two locks of :func:`_require_consent` and :func:`_data_key_for_writing` in one round
+    trip, for the usual batch: consent on record and a key made by an earlier batch. An inner
+    join, since PostgreSQL locks no row on the nullable side of an outer join: no row means
+    that one of the two is missing (or changed while we waited for its lock), and the batch
+    takes the step-by-step path, which says which. Waiting for a withdrawal's lock and then
+    reading the row it committed works as for the consent row alone: the join's conditions
+    are checked again on the new row.
+    """
+    return (select(ConsentStatus.state, DataKey)
+            .join(DataKey, and_(DataKey.person_id == ConsentStatus.person_id,
+                                DataKey.category_key == ConsentStatus.category_key,
+                                DataKey.destroyed_at.is_(None)))
+            .where(ConsentStatus.person_id == bindparam("person_id"),
+                   ConsentStatus.category_key == bindparam("category_key"))
+            .with_for_update(read=True, of=[ConsentStatus.__table__, DataKey.__table__])
+            .execution_options(populate_existing=True))
+
+
+@functools.cache
 def _earlier_batch_statement() -> Select[tuple[CollectedBatch]]:
     return select(CollectedBatch).where(
         CollectedBatch.collector_id == bindparam("collector_id"),
@@ -629,7 +652,8 @@ def _lock_idempotency_key(collector_id: int, idempotency_key: str) -> None:
     if db.get_bind().dialect.name != "postgresql":
         return
     digest = hashlib.sha256(f"{collector_id}\x00{idempotency_key}".encode()).digest()
-    db.execute(_ADVISORY_LOCK,
+    # On the session's connection: a Core statement needs none of the ORM's work around it.
+    db.connection().execute(_ADVISORY_LOCK,
                {"space": _IDEMPOTENCY_LOCK_SPACE,
                 "key": int.from_bytes(digest[:4], "big", signed=True)})
 
@@ -657,10 +681,29 @@ def _replay(earlier: CollectedBatch, *, person_id: int, category_key: str, plain
                         received_at=earlier.received_at)
 
 
+def _consent_and_key(person_id: int, category: Category) -> tuple[DataKey, bytes]:
+    """Require current consent and return the live data key with its material, both locked.
+
+    One statement when both are there (see :func:`_consent_and_key_statement`); else the
+    consent check, then the key, made if needed.
+    """
+    if category.needs_consent:
+        found = db.execute(_consent_and_key_statement(),
+                           {"person_id": person_id, "category_key": category.key}).first()
+        if found is not None:
+            state, key = found
+            if not state.allows_collection:
+                raise ConsentRequired(person_id, category.key, state)
+            return key, _unwrap(configured_master_key(), key)
+    _require_consent(person_id, category)
+    return _data_key_for_writing(person_id, category.key)
+
+
 def ingest_batch(person: Person, category: Category, *, events: object,
                  collected_from: dt.datetime, collected_to: dt.datetime, dss_level: int,
                  collector_id: int | None = None,
-                 idempotency_key: str | None = None) -> IngestResult:
+                 idempotency_key: str | None = None,
+                 catalog_checked: bool = False) -> IngestResult:
     """Check, consent-gate, encrypt and store one batch of ``person``'s events of ``category``.
 
     Stored if and only if consent allows collection when the transaction commits (see
@@ -673,8 +716,12 @@ def ingest_batch(person: Person, category: Category, *, events: object,
     :raise ConsentRequired: the category rests on consent and it is not current.
     :raise IdempotencyConflict: the key was used for a different batch.
     :raise VaultIntegrityError: the person's data key does not open with the master key.
+
+    ``catalog_checked``: the caller found the category in the catalog in force in this same
+    transaction (the collector API reads it with the token, in one statement).
     """
-    _require_in_catalog(category)
+    if not catalog_checked:
+        _require_in_catalog(category)
     plaintext = check_batch(category, events=events, collected_from=collected_from,
                             collected_to=collected_to, dss_level=dss_level,
                             collector_id=collector_id, idempotency_key=idempotency_key)
@@ -690,15 +737,14 @@ def ingest_batch(person: Person, category: Category, *, events: object,
                            plaintext=plaintext, event_count=len(events),
                            collected_from=collected_from, collected_to=collected_to,
                            dss_level=dss_level)
-    _require_consent(person.id, category)
-    key, material = _data_key_for_writing(person.id, category.key)
+    key, material = _consent_and_key(person.id, category)
     public_id = str(uuid.uuid4())
     sealed = crypto.seal_batch(material, plaintext, batch_id=public_id, person_id=person.id,
                                category_key=category.key)
     received_at = utcnow()
     # A plain INSERT rather than an ORM object and a flush: nothing here reads the row
     # back, and the unit of work would double the cost of storing it.
-    db.execute(_INSERT_BATCH, {
+    db.connection().execute(_INSERT_BATCH, {
         "public_id": public_id, "person_id": person.id, "category_key": category.key,
         "data_key_id": key.id, "collector_id": collector_id,
         "idempotency_key": idempotency_key, "collected_from": collected_from,
@@ -810,6 +856,7 @@ def destroy_data_keys(person_id: int, category_key: str) -> int:
     consent is withdrawn in the same transaction, withdraw first: ingestion locks consent
     before the key, and the same order here avoids a deadlock.
     """
+    journal.note_destroyed_keys(person_id, category_key)  # so a restore cannot undo it
     result = db.execute(update(DataKey)
                         .where(DataKey.person_id == person_id,
                                DataKey.category_key == category_key,
