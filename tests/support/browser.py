@@ -66,3 +66,21 @@ def sign_in_with_form(page: Page, base_url: str, username: str, password: str,
     page.fill("#password", password)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(f"{base_url}/**")
+
+
+def migrated_sqlite_database(path: Path) -> str:
+    """Create an SQLite database at the latest schema and return its URL.
+
+    For browser tests whose pages do not depend on the backend: overriding the conftest's
+    ``database_url`` with this runs them once (on SQLite) instead of once per backend.
+    """
+    from portal import create_app
+    from portal.cli import upgrade_database
+    from portal.db import get_engine
+    from tests.conftest import _settings
+
+    url = f"sqlite:///{path}"
+    app = create_app(_settings(url, "http://127.0.0.1:9", "http://localhost"))
+    upgrade_database(app)
+    get_engine(app).dispose()
+    return url
