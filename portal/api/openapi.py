@@ -221,9 +221,11 @@ def _document(today: dt.date) -> dict[str, Any]:
                                                 "unauthorized"),
                 "Forbidden": _error_response(
                     "The token is not registered for the category "
-                    "(`category_not_allowed`), or consent is not current "
-                    "(`consent_required`). Nothing was stored.",
-                    "category_not_allowed", "consent_required"),
+                    "(`category_not_allowed`), consent is not current "
+                    "(`consent_required`), or, for a category that does not rest on consent, "
+                    "the person's objection to it was upheld (`objection_upheld`). Nothing "
+                    "was stored.",
+                    "category_not_allowed", "consent_required", "objection_upheld"),
                 "Conflict": _error_response(
                     "The Idempotency-Key was used for another batch, or the change was "
                     "acknowledged before with other facts.",

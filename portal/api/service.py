@@ -25,7 +25,14 @@ from sqlalchemy.orm import aliased
 
 from portal.api.models import CollectionAcknowledgement, CollectionAction, Collector
 from portal.auth.models import Person
-from portal.catalog.models import Category, CategoryNotice, LegalBasis, NoticeVersion
+from portal.catalog.models import (
+    Category,
+    CategoryNotice,
+    LegalBasis,
+    NoticeVersion,
+    Objection,
+    ObjectionState,
+)
 from portal.consent.models import ConsentEvent, ConsentState, ConsentStatus
 from portal.db import db, utcnow
 from portal.webhook_urls import webhook_url_refusal
@@ -258,6 +265,8 @@ class ConsentRow(NamedTuple):
     state: ConsentState | None
     state_notice: int | None
     since: dt.datetime | None
+    #: An objection of the person to the category was upheld (categories not on consent).
+    objected: bool | None
 
 
 def read_one(statement: Select[Any], parameters: dict[str, Any]) -> ConsentRow | None:
@@ -326,12 +335,12 @@ def _read_one_postgresql(engine: Engine, statement: Select[Any],
     if found is None:
         return None
     (collector_id, name, categories, revoked_at, legal_basis, notice_in_force, in_force,
-     person_id, state, state_notice, since) = found
+     person_id, state, state_notice, since, objected) = found
     return ConsentRow(
         collector_id, name, categories, revoked_at,
         None if legal_basis is None else LegalBasis(legal_basis), notice_in_force, in_force,
         person_id, None if state is None else ConsentState(state), state_notice,
-        None if since is None else since.astimezone(dt.UTC))
+        None if since is None else since.astimezone(dt.UTC), objected)
 
 
 def _denied(subject: str, category_key: str, legal_basis: LegalBasis | None) -> ConsentAnswer:
@@ -348,7 +357,8 @@ def _answer(subject: str, category_key: str, row: Any) -> ConsentAnswer:
         # The category's basis is public; what the answer must not tell is who exists.
         return _denied(subject, category_key, legal_basis)
     if legal_basis is not LegalBasis.CONSENT:
-        return ConsentAnswer(subject, category_key, allowed=True, state=None,
+        # No consent to ask for; but once the person's objection is upheld, no more is recorded.
+        return ConsentAnswer(subject, category_key, allowed=not row.objected, state=None,
                              notice_version=row.notice_in_force, since=None,
                              legal_basis=legal_basis)
     state: ConsentState | None = row.state
@@ -374,7 +384,10 @@ def _consent_statement() -> Select[Any]:
         select(Category.legal_basis, latest.c.number.label("notice_in_force"),
                CategoryNotice.category_key.label("in_force"), Person.id.label("person_id"),
                ConsentStatus.state, status_notice.number.label("state_notice"),
-               ConsentStatus.since)
+               ConsentStatus.since,
+               exists().where(Objection.person_id == Person.id,
+                              Objection.category_key == Category.key,
+                              Objection.state == ObjectionState.UPHELD.value).label("objected"))
         .select_from(Category)
         .join(latest, true())
         .outerjoin(CategoryNotice, and_(CategoryNotice.notice_version_id == latest.c.id,

@@ -83,6 +83,7 @@ from portal.vault.service import (
     BatchTooLarge,
     ConsentRequired,
     IdempotencyConflict,
+    ObjectionUpheld,
     UnknownCategory,
     VaultError,
     VaultIntegrityError,
@@ -322,6 +323,10 @@ def submit_batch() -> Response:
         raise ApiError(413, "payload_too_large", f"{exc}. Nothing was stored.") from None
     except ConsentRequired as exc:
         raise _consent_required(batch.category_key, exc.state) from None
+    except ObjectionUpheld:
+        raise ApiError(403, "objection_upheld", f"Recording {batch.category_key!r} is not "
+                       "allowed for this person: their objection to it was upheld. Nothing "
+                       "was stored.") from None
     except IdempotencyConflict as exc:
         raise ApiError(409, "idempotency_conflict", f"The Idempotency-Key was used before for "
                        f"batch {exc.public_id}, with different content. Use a new key for a "

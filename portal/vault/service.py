@@ -40,7 +40,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from portal.auth.models import Person
-from portal.catalog.models import Category, CategoryNotice, NoticeVersion
+from portal.catalog.models import (
+    Category,
+    CategoryNotice,
+    NoticeVersion,
+    Objection,
+    ObjectionState,
+)
 from portal.consent.models import ConsentState, ConsentStatus
 from portal.db import db, utcnow
 from portal.vault import crypto, journal
@@ -122,6 +128,19 @@ class ConsentRequired(VaultError):
         self.person_id = person_id
         self.category_key = category_key
         self.state = state
+
+
+class ObjectionUpheld(VaultError):
+    """The category does not rest on consent, and the person's objection to it was upheld.
+
+    From then on nothing more of theirs may be collected in it (GDPR Art. 21(1)).
+    """
+
+    def __init__(self, person_id: int, category_key: str) -> None:
+        super().__init__(f"person {person_id} objected to {category_key}; the objection was "
+                         "upheld")
+        self.person_id = person_id
+        self.category_key = category_key
 
 
 class IdempotencyConflict(VaultError):
@@ -596,14 +615,36 @@ def _require_consent(person_id: int, category: Category) -> None:
     ``FOR SHARE`` on the person's consent row: a withdrawal UPDATEs that row, so one that
     committed earlier is seen here, one in progress is waited for and then seen, and one
     arriving later waits until this batch has committed. Categories on another legal basis
-    need no consent row.
+    need no consent row, but an upheld objection stops their collection likewise.
     """
     if not category.needs_consent:
+        _require_no_upheld_objection(person_id, category)
         return
     state = db.scalar(_consent_state_statement(),
                       {"person_id": person_id, "category_key": category.key})
     if state is None or not state.allows_collection:
         raise ConsentRequired(person_id, category.key, state)
+
+
+def _require_no_upheld_objection(person_id: int, category: Category) -> None:
+    """Refuse if the person's objection to the category was upheld; hold that until commit.
+
+    Every objection row of the person and category is share-locked, whatever its state: a
+    DPO upholding one at this moment UPDATEs that row, so the batch waits and then sees the
+    new state (a filter on "upheld" would skip the row being changed without waiting).
+    """
+    states = db.scalars(_objection_states_statement(),
+                        {"person_id": person_id, "category_key": category.key})
+    if ObjectionState.UPHELD in set(states):
+        raise ObjectionUpheld(person_id, category.key)
+
+
+@functools.cache
+def _objection_states_statement() -> Select[tuple[ObjectionState]]:
+    return (select(Objection.state)
+            .where(Objection.person_id == bindparam("person_id"),
+                   Objection.category_key == bindparam("category_key"))
+            .with_for_update(read=True))
 
 
 @functools.cache
@@ -714,6 +755,8 @@ def ingest_batch(person: Person, category: Category, *, events: object,
     :raise BatchTooLarge: too many events or bytes.
     :raise UnknownCategory: the category is not in the catalog in force.
     :raise ConsentRequired: the category rests on consent and it is not current.
+    :raise ObjectionUpheld: the category rests on another basis and the person's objection to
+        it was upheld.
     :raise IdempotencyConflict: the key was used for a different batch.
     :raise VaultIntegrityError: the person's data key does not open with the master key.
 

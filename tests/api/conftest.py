@@ -195,6 +195,22 @@ class World:
                                  actor=person)
             commit()
 
+    def object_to(self, subject: str, key: str, *, upheld: bool) -> None:
+        """File the person's objection to ``key`` and have a DPO uphold or dismiss it."""
+        from portal.catalog.service import file_objection, find_section
+        from portal.requests.service import decide_objection
+
+        self.person(subject)
+        with self.app.app_context():
+            section = find_section(key)
+            assert section is not None
+            objection = file_objection(self._person(subject), section, "I object.")
+            dpo = sign_in({"sub": "sub-dpo", "name": "Dpo", "groups": ["privacy-office"]},
+                          issuer=ISSUER, roles_claim="groups",
+                          role_map={"dpo": ["privacy-office"]})
+            decide_objection(objection, dpo=dpo, upheld=upheld, reason="Decided.")
+            commit()
+
     def collector(self, name: str = "laptop agent",
                   categories: tuple[str, ...] = ("keystrokes", "pointer", "performance"),
                   webhook_url: str = "") -> str:

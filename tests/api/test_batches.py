@@ -70,6 +70,25 @@ def test_a_category_on_another_legal_basis_needs_no_consent(world: World, client
     assert response.status_code == 201
 
 
+@pytest.mark.parametrize("upheld", [True, False])
+def test_an_upheld_objection_stops_collection_on_another_legal_basis(
+        world: World, client: FlaskClient, token: str, upheld: bool) -> None:
+    world.object_to("sub-a", "performance", upheld=upheld)
+    moment = recent(60)
+    response = _post(client, token, {
+        "subject": "sub-a", "category": "performance", "collected_from": iso(moment),
+        "collected_to": iso(moment), "dss_level": 4,
+        "events": [{"t": iso(moment), "review_period": "2026-H1", "rating": "meets",
+                    "reviewer_id": "p-0123456789ab", "summary": "Delivered what was agreed."}]})
+    if upheld:
+        assert response.status_code == 403
+        assert response.json["error"] == "objection_upheld"
+        assert "objection to it was upheld" in response.json["message"]
+        assert world.stored() == (0, 0, 0)
+    else:
+        assert response.status_code == 201
+
+
 @pytest.mark.parametrize("situation", ["never_given", "withdrawn", "unknown_person"])
 def test_without_current_consent_nothing_is_stored(world: World, client: FlaskClient, token: str,
                                                    situation: str) -> None:

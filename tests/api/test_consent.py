@@ -84,3 +84,12 @@ def test_a_nul_character_is_refused_before_it_reaches_the_database(
                           headers=bearer(token))
     assert response.status_code == 400
     assert "NUL character" in response.json["message"]
+
+
+@pytest.mark.parametrize("upheld", [True, False])
+def test_an_upheld_objection_stops_a_category_on_another_legal_basis(
+        world: World, client: FlaskClient, token: str, upheld: bool) -> None:
+    world.object_to("sub-a", "performance", upheld=upheld)
+    answer = _ask(client, token, "sub-a", "performance")
+    assert answer["allowed"] is not upheld
+    assert (answer["state"], answer["legal_basis"]) == (None, "contract")
