@@ -353,7 +353,8 @@ def measure_requests(port: int, path: str, headers: dict[str, str], *, connectio
     wrk = shutil.which("wrk")
     url = f"http://127.0.0.1:{port}{path}"
     if wrk:
-        arguments = [wrk, "-t1", f"-c{connections}"]
+        # A 10 s timeout: wrk's default (2 s) counts slow pages under load as errors.
+        arguments = [wrk, "-t1", f"-c{connections}", "--timeout", "10s"]
         for name, value in headers.items():
             arguments += ["-H", f"{name}: {value}"]
         subprocess.run([*arguments, f"-d{max(1, int(warmup))}s", url], check=True,

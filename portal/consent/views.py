@@ -10,6 +10,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    g,
     jsonify,
     redirect,
     render_template,
@@ -70,7 +71,13 @@ def _validated(form: ConsentChoiceForm | WithdrawAllForm) -> None:
 
 
 def _title(key: str, notice_version_id: int) -> str:
-    return service.category_titles(notice_version_id, current_locale()).get(key, key)
+    # Once per request: a page that shows every category's controls asks for each title, and
+    # each ask would read and parse every section of the notice again.
+    cache: dict[tuple[int, str], dict[str, str]] = g.setdefault("category_titles", {})
+    wanted = (notice_version_id, current_locale())
+    if wanted not in cache:
+        cache[wanted] = service.category_titles(*wanted)
+    return cache[wanted].get(key, key)
 
 
 def _wants_json() -> bool:
