@@ -31,7 +31,6 @@ import platform
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -166,32 +165,13 @@ def redis_server() -> Iterator[str]:
     Yields its URL. Redis is where the portal counts rate limits in production (one count
     for all processes and hosts), so the benchmark counts there too.
     """
-    from tests.support.postgres import free_port
+    from tests.support.servers import redis_server as throwaway_redis
 
-    binary = shutil.which("redis-server")
-    if binary is None:
+    if shutil.which("redis-server") is None:
         raise SystemExit("redis-server is not installed (Debian: apt-get install redis-server);"
                          " or run with --rate-limit-store memory")
-    port = free_port()
-    server = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port),
-                               "--save", "", "--appendonly", "no", "--loglevel", "warning"],
-                              stdout=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1) as probe:
-                    probe.sendall(b"PING\r\n")
-                    if probe.recv(16).startswith(b"+PONG"):
-                        break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.1)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        server.terminate()
-        server.wait(30)
+    with throwaway_redis() as url:
+        yield url
 
 
 @contextmanager

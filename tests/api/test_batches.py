@@ -58,15 +58,19 @@ def test_a_gzip_body_is_accepted(world: World, client: FlaskClient, token: str) 
     assert world.stored()[0] == 1
 
 
+def _performance_batch(subject: str) -> dict[str, Any]:
+    moment = recent(60)
+    return {"subject": subject, "category": "performance", "collected_from": iso(moment),
+            "collected_to": iso(moment), "dss_level": 4,
+            "events": [{"t": iso(moment), "review_period": "2026-H1", "rating": "meets",
+                        "reviewer_id": "p-0123456789ab",
+                        "summary": "Delivered what was agreed."}]}
+
+
 def test_a_category_on_another_legal_basis_needs_no_consent(world: World, client: FlaskClient,
                                                            token: str) -> None:
     world.person("sub-a")
-    moment = recent(60)
-    response = _post(client, token, {
-        "subject": "sub-a", "category": "performance", "collected_from": iso(moment),
-        "collected_to": iso(moment), "dss_level": 4,
-        "events": [{"t": iso(moment), "review_period": "2026-H1", "rating": "meets",
-                    "reviewer_id": "p-0123456789ab", "summary": "Delivered what was agreed."}]})
+    response = _post(client, token, _performance_batch("sub-a"))
     assert response.status_code == 201
 
 
@@ -74,12 +78,7 @@ def test_a_category_on_another_legal_basis_needs_no_consent(world: World, client
 def test_an_upheld_objection_stops_collection_on_another_legal_basis(
         world: World, client: FlaskClient, token: str, upheld: bool) -> None:
     world.object_to("sub-a", "performance", upheld=upheld)
-    moment = recent(60)
-    response = _post(client, token, {
-        "subject": "sub-a", "category": "performance", "collected_from": iso(moment),
-        "collected_to": iso(moment), "dss_level": 4,
-        "events": [{"t": iso(moment), "review_period": "2026-H1", "rating": "meets",
-                    "reviewer_id": "p-0123456789ab", "summary": "Delivered what was agreed."}]})
+    response = _post(client, token, _performance_batch("sub-a"))
     if upheld:
         assert response.status_code == 403
         assert response.json["error"] == "objection_upheld"
