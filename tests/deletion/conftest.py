@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from email import message_from_bytes
-from email.message import Message
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from flask import Flask
 
 from portal.auth.models import Person
@@ -20,37 +17,17 @@ from portal.db import commit
 from portal.requests import service
 from portal.requests.models import DeletionRequest, DeletionScope
 from tests.conftest import ROLE_MAP, _settings
-from tests.support.postgres import free_port
+from tests.support.smtp import Inbox, smtp_server
 from tests.vault.conftest import grant, ingest, keystroke_events, recent
 
 ISSUER = "http://127.0.0.1:9"
 
 
-@dataclass
-class Inbox:
-    """Messages received by the test SMTP server."""
-
-    messages: list[Message] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(message_from_bytes(envelope.content))
-        return "250 OK"
-
-    def to(self, address: str) -> list[Message]:
-        return [message for message in self.messages if message["To"] == address]
-
-
 @pytest.fixture
 def smtp() -> Iterator[tuple[Inbox, int]]:
     """A real SMTP server on 127.0.0.1 (aiosmtpd) that keeps what it receives."""
-    inbox = Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield inbox, port
-    finally:
-        controller.stop()
+    with smtp_server() as server:
+        yield server
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ import secrets
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -90,11 +91,11 @@ def server(zygote: GunicornZygote, app: Flask, settings: dict[str, Any],
     portal.kill()
 
 
-class Scenario:
+class Scenario(ABC):
     """One kind of load: what it sets up before a round, sends during it, and checks after.
 
-    Subclasses implement :meth:`drive` (one call per thread and round, until ``stop``) and
-    :meth:`check`; they count what happened with :meth:`add`.
+    Subclasses implement :meth:`check`, and :meth:`drive` (one call per thread and round,
+    until ``stop``) when they have threads; they count what happened with :meth:`add`.
     """
 
     name = ""
@@ -113,13 +114,19 @@ class Scenario:
             self.counts[what] = self.counts.get(what, 0) + count
 
     def before(self, number: int) -> None:
-        """Prepare round ``number`` (the server is down)."""
+        """Prepare round ``number`` (the server is down); nothing to prepare by default."""
+        return None
 
     def drive(self, number: int, index: int, stop: threading.Event) -> None:
-        raise NotImplementedError
+        """Send this scenario's requests from thread ``index`` until ``stop``.
 
+        By default none: a scenario without threads (``threads = 0``) only checks.
+        """
+        return None
+
+    @abstractmethod
     def check(self, number: int) -> None:
-        raise NotImplementedError
+        """Check, after round ``number``'s kill and restart, that nothing was lost."""
 
     def summary(self, kills: int) -> str:
         counts = dict(self.counts)

@@ -21,8 +21,6 @@ import threading
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from email import message_from_bytes
-from email.message import Message
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -31,7 +29,6 @@ from urllib.parse import urlencode
 
 import pytest
 import yaml
-from aiosmtpd.controller import Controller
 from flask import Flask
 from flask.testing import FlaskClient
 from openpyxl import load_workbook
@@ -52,6 +49,7 @@ from portal.vault.service import find_category, ingest_batch, parse_timestamp
 from tests.conftest import ACCOUNTS, SignIn, _settings
 from tests.support.oidc_provider import OIDCProvider
 from tests.support.postgres import free_port
+from tests.support.smtp import Inbox, smtp_server
 from tests.support.tamper_proxy import TamperProxy
 
 _CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
@@ -88,26 +86,11 @@ PROVIDER_MARKERS = {
 
 # --- real servers: SMTP and a listener that records every request ---------------------------
 
-@dataclass
-class Inbox:
-    """What the SMTP server received: each message with its envelope recipients."""
-
-    received: list[tuple[list[str], Message]] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.received.append((list(envelope.rcpt_tos), message_from_bytes(envelope.content)))
-        return "250 OK"
-
-
 @pytest.fixture
 def smtp() -> Iterator[tuple[Inbox, int]]:
-    inbox, port = Inbox(), free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield inbox, port
-    finally:
-        controller.stop()
+    """A real SMTP server on 127.0.0.1 (aiosmtpd) that keeps what it receives."""
+    with smtp_server() as server:
+        yield server
 
 
 @pytest.fixture
