@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 
 from portal.api.service import CollectorIdentity, hash_token, identify_collector
 from portal.db import db
-from portal.limits import limiter
+from portal.limits import api_counter, limiter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -155,16 +155,18 @@ def count_request() -> None:
 
     Counted with Flask-Limiter's strategy and store (``RATELIMIT_STORAGE_URL``: in memory, or
     shared in Redis), but not through its per-request machinery: resolving which limits
-    apply to a request, for every call, cost the API several times the count itself.
+    apply to a request, for every call, cost the API several times the count itself. While
+    the shared store is down, each process counts in its memory (``FallbackCounter``).
     """
     if not limiter.enabled:  # RATELIMIT_ENABLED=False turns every limit of the portal off
         return
-    counter = limiter.limiter
-    limit = _parsed_limit(rate_limit())
-    key = rate_limit_key()
-    if counter.hit(limit, RATE_LIMIT_SCOPE, key):
+    counter = api_counter()
+    if counter is None:  # this application was set up with rate limits turned off
         return
-    reset_at, _remaining = counter.get_window_stats(limit, RATE_LIMIT_SCOPE, key)
+    limit = _parsed_limit(rate_limit())
+    reset_at = counter.hit(limit, RATE_LIMIT_SCOPE, rate_limit_key())
+    if reset_at is None:
+        return
     raise ApiError(429, "too_many_requests", f"Too many requests for this token (the limit is "
                    f"{limit}). Wait as the Retry-After header says, then send again.",
                    headers={"Retry-After": str(max(1, math.ceil(reset_at - time.time())))})
