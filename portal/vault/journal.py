@@ -7,7 +7,8 @@ not roll back, *after* the database commit and fsync'd, and ``portal vault repla
 destroys again each listed key that a restored database brought back.
 
 A line is written only once the destruction is committed: a line for a key that is still live
-would make a replay destroy data nobody asked to delete.
+would make a replay destroy data nobody asked to delete. The restore took the deletion's audit
+entries back with it, so the replay writes one again for each key it destroys.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from flask.cli import with_appcontext
 from sqlalchemy import delete, event, func, select, update
 from sqlalchemy.orm import Session
 
+from portal.audit.models import AuditAction, AuditRole
+from portal.audit.service import record
 from portal.db import commit, db, utcnow
 from portal.vault.models import CollectedBatch, DataKey
 
@@ -35,6 +38,8 @@ log = logging.getLogger(__name__)
 #: Where the entries of a unit of work wait for its commit (``Session.info``).
 PENDING = "portal.shred_journal"
 JOURNAL_FILE = "shred-journal.jsonl"
+#: How the replay names itself in the audit log (as ``portal vault purge-expired`` does).
+REPLAY_ACTOR = "portal vault replay-shreds"
 #: One append at a time per process; O_APPEND keeps whole lines apart between processes.
 _append_lock = threading.Lock()
 
@@ -68,7 +73,7 @@ def note_destroyed_keys(person_id: int, category_key: str) -> None:
                DeletionRequest.state == RequestState.EXECUTING,
                DeletionStep.category_key == category_key, DeletionStep.done_at.is_(None))
         .limit(1))
-    destroyed_at = utcnow().isoformat(timespec="microseconds").replace("+00:00", "Z")
+    destroyed_at = _iso(utcnow())
     entries = [{"key_id": key_id, "person_id": person_id, "category": category_key,
                 "destroyed_at": destroyed_at, "request": reference} for key_id in key_ids]
     pending = db.info.setdefault(PENDING, {"path": str(journal_path()), "entries": []})
@@ -172,7 +177,9 @@ def replay_shreds(entries: list[JournalEntry]) -> list[ReplayedKey]:
 
     Run it with the portal stopped, after a restore: the keys are destroyed as a deletion
     does (material emptied, destruction time kept from the journal) and the batches they
-    sealed, unreadable from now on, are deleted. Flushes only; the caller commits.
+    sealed, unreadable from now on, are deleted. Each key destroyed again gets the audit
+    entry of a deletion ("requests.execute", by the command), in the person's access log;
+    keys already destroyed get none. Flushes only; the caller commits.
     """
     results = []
     for entry in entries:
@@ -183,15 +190,26 @@ def replay_shreds(entries: list[JournalEntry]) -> list[ReplayedKey]:
         if key.destroyed_at is not None:
             results.append(ReplayedKey(entry, "already destroyed"))
             continue
+        batches = db.scalar(select(func.count()).select_from(CollectedBatch)
+                            .where(CollectedBatch.data_key_id == entry.key_id)) or 0
+        # The same entry as the deletion that destroyed it first: the restore took that one
+        # back, and the person's access log must still show their data being deleted.
+        record("requests.execute", action=AuditAction.DELETE, role=AuditRole.OPERATOR,
+               subjects=key.person_id, actor_name=REPLAY_ACTOR,
+               detail={"request": entry.request, "category": key.category_key,
+                       "batches": int(batches), "key": entry.key_id,
+                       "first_destroyed_at": _iso(entry.destroyed_at)})
         db.execute(update(DataKey).where(DataKey.id == entry.key_id,
                                          DataKey.destroyed_at.is_(None))
                    .values(wrapped_key=b"", destroyed_at=entry.destroyed_at))
-        batches = db.scalar(select(func.count()).select_from(CollectedBatch)
-                            .where(CollectedBatch.data_key_id == entry.key_id)) or 0
         db.execute(delete(CollectedBatch).where(CollectedBatch.data_key_id == entry.key_id))
         db.flush()
         results.append(ReplayedKey(entry, "destroyed again", int(batches)))
     return results
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 @click.command("replay-shreds")
@@ -202,7 +220,9 @@ def replay_shreds_command(journal: Path) -> None:
 
     Part of the restore procedure: restore the database, run `portal db upgrade`, then this
     with the journal (PORTAL_SHRED_JOURNAL; of every host, concatenated), before the portal
-    starts. Keys already destroyed are left alone, so running it again changes nothing.
+    starts. Each key destroyed again is written to the audit log as a deletion, in its
+    owner's access log; keys already destroyed are left alone, so running it again
+    changes nothing.
     """
     entries, unreadable = read_journal(journal)
     results = replay_shreds(entries)

@@ -12,6 +12,8 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
+from portal.audit.models import AuditEntry, AuditSubject
+from portal.audit.service import access_log, detail_of
 from portal.auth.models import Person
 from portal.db import commit, db, get_engine
 from portal.requests import service as requests
@@ -84,6 +86,17 @@ def held(person_id: int) -> list[str]:
             for event in batch.events]
 
 
+def deletions_logged() -> list[dict[str, Any]]:
+    """Return the audit log's deletion entries ("requests.execute"), oldest first."""
+    return [{"actor_name": entry.actor_name, "actor_role": str(entry.actor_role),
+             "action": str(entry.action),
+             "subjects": list(db.scalars(select(AuditSubject.person_id)
+                                         .where(AuditSubject.entry_id == entry.id))),
+             "detail": detail_of(entry)}
+            for entry in db.scalars(select(AuditEntry).where(AuditEntry.what == "requests.execute")
+                                    .order_by(AuditEntry.id))]
+
+
 def test_a_restored_backup_is_shredded_again_by_the_replay(
         app: Flask, catalog: None, backup: Backup, journal: Path) -> None:
     with app.app_context():
@@ -127,11 +140,23 @@ def test_a_restored_backup_is_shredded_again_by_the_replay(
         assert held(alex_id) == []
         assert not vault.key_still_opens(key_ids[0])
         assert db.scalar(select(func.count()).select_from(CollectedBatch)) == 0
+        # The restore took the deletion's audit entry back; the replay writes it again, as
+        # the deletion path does, and Alex sees it in their access log.
+        assert deletions_logged() == [{
+            "actor_name": "portal vault replay-shreds", "actor_role": "operator",
+            "action": "delete", "subjects": [alex_id],
+            "detail": {"request": reference, "category": "keystrokes", "batches": 1,
+                       "key": key_ids[0], "first_destroyed_at": lines[0]["destroyed_at"]}}]
+        assert [entry.what for entry in access_log(alex_id).entries] == ["requests.execute"]
+    verified = runner.invoke(args=["audit", "verify"])
+    assert verified.exit_code == 0, verified.output
 
     again = runner.invoke(args=["vault", "replay-shreds", str(journal)])
     assert again.exit_code == 0
     assert "1 keys in the journal: 0 destroyed again, 1 already destroyed" in again.output
     assert "Destroyed again key" not in again.output
+    with app.app_context():
+        assert len(deletions_logged()) == 1  # nothing destroyed, nothing logged
 
 
 def test_only_committed_destructions_are_journalled(app: Flask, catalog: None,
