@@ -6,9 +6,11 @@ DEMO_ENV := PORTAL_DEMO=1
 
 .PHONY: demo install install-test test lint translations clean
 
+# On a demo database made by an earlier version of the portal, the same steps migrate it and
+# publish the shipped catalog's changes as the next notice version (--publish-changes).
 demo: install
 	$(DEMO_ENV) $(BIN)/portal db upgrade
-	$(DEMO_ENV) $(BIN)/portal catalog load --by "make demo" --dpo-sign-off "Dana Novak (demo)"
+	$(DEMO_ENV) $(BIN)/portal catalog load --by "make demo" --dpo-sign-off "Dana Novak (demo)" --publish-changes
 	$(DEMO_ENV) $(BIN)/portal demo seed
 	@echo "Open http://127.0.0.1:5000 and sign in as one of the demo people."
 	$(DEMO_ENV) $(BIN)/portal run --host 127.0.0.1 --port 5000

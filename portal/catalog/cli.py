@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import click
+from babel import Locale
 from flask import current_app
 from flask.cli import with_appcontext
 from flask_babel import force_locale
+from flask_babel import gettext as _
 
 from portal.catalog.service import (
     FALLBACK_LANGUAGE,
@@ -18,6 +20,7 @@ from portal.catalog.service import (
     CatalogError,
     PublishRefused,
     SectionChange,
+    compare_with_current,
     expired_consents,
     load_catalog,
     notice_history,
@@ -71,17 +74,32 @@ def _describe(change: SectionChange) -> str:
               help='The data protection officer\'s approval, e.g. "Dana Novak, 2026-11-20".')
 @click.option("--works-council", "works_council_ref", default="",
               help="The works council's reference for its agreement, if there is one.")
+@click.option("--publish-changes", is_flag=True,
+              help="Demo mode only: publish a changed FILE as the next version, every change "
+                   "but added translations marked material (what `make demo` does when an "
+                   "earlier version of the portal made the demo database).")
 @with_appcontext
 def catalog_load(file: Path | None, published_by: str, dpo_sign_off: str,
-                 works_council_ref: str) -> None:
+                 works_council_ref: str, publish_changes: bool) -> None:
     """Check FILE (default: the shipped catalog) and publish it as version 1 if none exists.
 
     Once a version is published, a changed file is only compared: publish it with
     `portal catalog publish`, which records the approval and the material changes.
     """
+    if publish_changes and not current_app.config["DEMO"]:
+        # Which changes are material is the DPO's decision for real people; the demo's
+        # people are invented, so there the command may decide (and decides cautiously).
+        click.echo("--publish-changes is for demo mode only. Publish a changed catalog with "
+                   "`portal catalog publish`, marking its material changes. Nothing was "
+                   "changed.", err=True)
+        sys.exit(2)
     path = file or SHIPPED_CATALOG
     document = _read_or_exit(path)
     _warn_about_missing_translations(document)
+    if publish_changes and compare_with_current(document).current is not None:
+        _publish_demo_changes(path, document, published_by=published_by,
+                              dpo_sign_off=dpo_sign_off, works_council_ref=works_council_ref)
+        return
     outcome = load_catalog(document, published_by=published_by, dpo_sign_off=dpo_sign_off,
                            works_council_ref=works_council_ref)
     number = outcome.notice.number
@@ -99,6 +117,95 @@ def catalog_load(file: Path | None, published_by: str, dpo_sign_off: str,
                "Nothing was changed. Publish it as a new version with `portal catalog publish "
                f"{path} --dpo-sign-off ... --by ...`, marking material changes.", err=True)
     sys.exit(1)
+
+
+def _publish_demo_changes(path: Path, document: CatalogDocument, *, published_by: str,
+                          dpo_sign_off: str, works_council_ref: str) -> None:
+    """Publish a changed demo catalog as the next version; say that an unchanged one is there.
+
+    An earlier version of the portal made the demo database with the catalog it shipped
+    (before French, say). A category whose only change is texts in added languages is not
+    material: nobody was told anything different. Any other change is marked material, so
+    the demo's people confirm again what they agreed to.
+    """
+    comparison = compare_with_current(document)
+    assert comparison.current is not None
+    if not comparison.document_changed:
+        click.echo(f"{path} matches notice version {comparison.current.number}; nothing to do.")
+        return
+    material = {change.key: "changed in the catalog shipped with this version of the portal"
+                for change in comparison.changed
+                if change.status == "changed" and not _adds_translations_only(change)}
+    try:
+        notice = publish_notice(
+            document, published_by=published_by,
+            dpo_sign_off=dpo_sign_off or "the demo's data protection officer",
+            works_council_ref=works_council_ref, material=material,
+            change_summary={code: _demo_change_summary(comparison.changed, material, code)
+                            for code in LANGUAGES})
+    except PublishRefused as exc:
+        click.echo(f"Not published: {exc} Nothing was changed.", err=True)
+        sys.exit(1)
+    expired = expired_consents(notice)
+    commit()
+    added = [change.key for change in comparison.changed
+             if change.status == "changed" and change.key not in material]
+    click.echo(f"{path} differs from notice version {comparison.current.number}: published it "
+               f"as notice version {notice.number}.")
+    if added:
+        click.echo(f"  texts in added languages only (not material): {', '.join(added)}")
+    for key in material:
+        click.echo(f"  {key}: changed, material; {expired.get(key, 0)} consents now wait for "
+                   "the person's confirmation")
+    for change in comparison.changed:
+        if change.status in {"new", "removed"}:
+            click.echo(f"  {change.key}: {change.status}")
+
+
+def _languages(content: dict[str, Any] | None) -> set[str]:
+    return set((content or {}).get("text", {}))
+
+
+def _adds_translations_only(change: SectionChange) -> bool:
+    """Say whether a changed category differs only by texts in languages it did not have."""
+    assert change.old is not None and change.new is not None
+    kept = _languages(change.old)
+    if not kept <= _languages(change.new):
+        return False
+    # Every part of a category's content keyed by language: its texts and its level's meaning.
+    trimmed = {**change.new,
+               **{part: {code: text for code, text in change.new[part].items() if code in kept}
+                  for part in ("text", "sensitivity_level") if part in change.new}}
+    return trimmed == change.old
+
+
+def _demo_change_summary(changed: list[SectionChange], material: dict[str, str],
+                         code: str) -> str:
+    """Say, in the language ``code``, what the demo catalog's new version changed."""
+    with force_locale(code):
+        sentences = [_("Updated to the demo catalog shipped with this version of the portal.")]
+        added = sorted(set().union(*(_languages(change.new) - _languages(change.old)
+                                     for change in changed if change.status == "changed")))
+        if added:
+            names = ", ".join(Locale.parse(language).get_display_name(code) or language
+                              for language in added)
+            sentences.append(_("Its texts are now also in %(languages)s.", languages=names))
+        reconfirmed = _titles([change for change in changed if change.key in material], code)
+        new = _titles([change for change in changed if change.status == "new"], code)
+        removed = _titles([change for change in changed if change.status == "removed"], code)
+        # i18n: %(categories)s is a comma-separated list of category titles.
+        if reconfirmed:
+            sentences.append(_("Changed, to be confirmed again: %(categories)s.",
+                               categories=reconfirmed))
+        if new:
+            sentences.append(_("New categories: %(categories)s.", categories=new))
+        if removed:
+            sentences.append(_("No longer recorded: %(categories)s.", categories=removed))
+        return " ".join(sentences)
+
+
+def _titles(changes: list[SectionChange], code: str) -> str:
+    return ", ".join(change.title(code) for change in changes)
 
 
 def _summary_options(command: Any) -> Any:
