@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 import jsonschema
 import orjson
@@ -500,7 +500,7 @@ def configured_master_key() -> crypto.MasterKey:
     return crypto.MasterKey.from_base64(value)
 
 
-def _unwrap(master: crypto.MasterKey, key: DataKey) -> bytes:
+def _unwrap(master: crypto.MasterKey, key: DataKey | LiveKey) -> bytes:
     if key.master_key_id != master.key_id:
         raise VaultIntegrityError(
             f"data key {key.id} is wrapped by master key {key.master_key_id}, but the "
@@ -655,8 +655,18 @@ def _consent_state_statement() -> Select[tuple[ConsentState]]:
             .with_for_update(read=True))
 
 
+class LiveKey(NamedTuple):
+    """The columns of a live data key that storing a batch needs (no ORM object)."""
+
+    id: str
+    person_id: int
+    category_key: str
+    master_key_id: str
+    wrapped_key: bytes
+
+
 @functools.cache
-def _consent_and_key_statement() -> Select[tuple[ConsentState, DataKey]]:
+def _consent_and_key_statement() -> Select[Any]:
     """Return the statement that reads and share-locks the consent row and the live key at once.
 
     The two locks of :func:`_require_consent` and :func:`_data_key_for_writing` in one round
@@ -665,21 +675,26 @@ def _consent_and_key_statement() -> Select[tuple[ConsentState, DataKey]]:
     that one of the two is missing (or changed while we waited for its lock), and the batch
     takes the step-by-step path, which says which. Waiting for a withdrawal's lock and then
     reading the row it committed works as for the consent row alone: the join's conditions
-    are checked again on the new row.
+    are checked again on the new row. Columns rather than ORM objects, run as a Core
+    statement: this runs for every batch, and the ORM's loading cost more than the read.
     """
-    return (select(ConsentStatus.state, DataKey)
+    return (select(ConsentStatus.state, DataKey.id, DataKey.person_id, DataKey.category_key,
+                   DataKey.master_key_id, DataKey.wrapped_key)
             .join(DataKey, and_(DataKey.person_id == ConsentStatus.person_id,
                                 DataKey.category_key == ConsentStatus.category_key,
                                 DataKey.destroyed_at.is_(None)))
             .where(ConsentStatus.person_id == bindparam("person_id"),
                    ConsentStatus.category_key == bindparam("category_key"))
-            .with_for_update(read=True, of=[ConsentStatus.__table__, DataKey.__table__])
-            .execution_options(populate_existing=True))
+            .with_for_update(read=True, of=[ConsentStatus.__table__, DataKey.__table__]))
 
 
 @functools.cache
-def _earlier_batch_statement() -> Select[tuple[CollectedBatch]]:
-    return select(CollectedBatch).where(
+def _earlier_batch_statement() -> Select[tuple[int]]:
+    """Return the statement that finds the batch stored under an idempotency key, by its id.
+
+    Its id only: a retry is rare, and only then is the batch loaded (by :func:`_replay`).
+    """
+    return select(CollectedBatch.id).where(
         CollectedBatch.collector_id == bindparam("collector_id"),
         CollectedBatch.idempotency_key == bindparam("idempotency_key"))
 
@@ -722,17 +737,17 @@ def _replay(earlier: CollectedBatch, *, person_id: int, category_key: str, plain
                         received_at=earlier.received_at)
 
 
-def _consent_and_key(person_id: int, category: Category) -> tuple[DataKey, bytes]:
+def _consent_and_key(person_id: int, category: Category) -> tuple[DataKey | LiveKey, bytes]:
     """Require current consent and return the live data key with its material, both locked.
 
     One statement when both are there (see :func:`_consent_and_key_statement`); else the
     consent check, then the key, made if needed.
     """
     if category.needs_consent:
-        found = db.execute(_consent_and_key_statement(),
-                           {"person_id": person_id, "category_key": category.key}).first()
+        found = db.connection().execute(_consent_and_key_statement(), {
+            "person_id": person_id, "category_key": category.key}).first()
         if found is not None:
-            state, key = found
+            state, key = found[0], LiveKey(*found[1:])
             if not state.allows_collection:
                 raise ConsentRequired(person_id, category.key, state)
             return key, _unwrap(configured_master_key(), key)
@@ -773,9 +788,10 @@ def ingest_batch(person: Person, category: Category, *, events: object,
     if idempotency_key is not None:
         assert collector_id is not None
         _lock_idempotency_key(collector_id, idempotency_key)
-        earlier = db.scalar(_earlier_batch_statement(), {
+        earlier_id = db.connection().scalar(_earlier_batch_statement(), {
             "collector_id": collector_id, "idempotency_key": idempotency_key})
-        if earlier is not None:
+        if earlier_id is not None:
+            earlier = db.get_one(CollectedBatch, earlier_id)
             return _replay(earlier, person_id=person.id, category_key=category.key,
                            plaintext=plaintext, event_count=len(events),
                            collected_from=collected_from, collected_to=collected_to,
