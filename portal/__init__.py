@@ -33,6 +33,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         requests,
         security,
     )
+    from portal.api.app import create_api_app
+    from portal.api.app import mount as mount_collector_api
     from portal.api.views import init_app as init_collector_api
     from portal.core import errors
     from portal.core.views import bp as core_bp
@@ -55,7 +57,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=16 * 1024 * 1024,
         TEMPLATES_AUTO_RELOAD=False,
     )
-    configure_proxies(app)
     logs.configure_logging(app)
     # First of all the request hooks: the request id is there for every line the others log.
     logs.init_app(app)
@@ -81,6 +82,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     exports.init_app(app)
     init_collector_api(app)
     cli.init_app(app)
+    # The collector API answers from an app of its own (portal.api.app), still one deployable.
+    mount_collector_api(app, create_api_app(app))
+    # Last: the proxies' headers are believed for the portal's requests and the API's alike.
+    configure_proxies(app)
     return app
 
 

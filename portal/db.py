@@ -154,6 +154,20 @@ def init_app(app: Flask) -> None:
     """Bind an engine and a session factory to ``app`` and manage the per-request session."""
     engine = create_portal_engine(app.config["DATABASE_URL"])
     app.extensions[EXTENSION] = sessionmaker(bind=engine, expire_on_commit=False)
+    manage_units_of_work(app)
+
+
+def share_engine(app: Flask, source: Flask) -> None:
+    """Give ``app`` the engine (so the pool) of ``source``, with its own unit of work per request.
+
+    For the collector API's app, mounted beside the portal's: one pool per process, not two.
+    """
+    app.extensions[EXTENSION] = source.extensions[EXTENSION]
+    manage_units_of_work(app)
+
+
+def manage_units_of_work(app: Flask) -> None:
+    """Commit each request's unit of work at its end if it succeeded, else roll it back."""
 
     @app.after_request
     def _commit_or_roll_back(response: Response) -> Response:

@@ -37,8 +37,51 @@ def _carries_nul() -> bool:
     return any("\x00" in name or "\x00" in value for name, value in fields)
 
 
-def init_app(app: Flask, *, identity_provider: str) -> None:
-    """Refuse NUL characters and add the security headers to every response."""
+def fixed_headers(identity_provider: str) -> list[tuple[str, str]]:
+    """Return the headers every answer carries, whatever it is (HSTS aside: https only)."""
+    # Chromium applies form-action to the redirect after a form post: sign-out posts here
+    # and is then redirected to the provider's end-session page.
+    form_action = " ".join(filter(None, ["'self'", _origin(identity_provider)]))
+    policy = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+              "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+              f"form-action {form_action}")
+    return [("Content-Security-Policy", policy), ("X-Content-Type-Options", "nosniff"),
+            ("X-Frame-Options", "DENY"), ("Referrer-Policy", "no-referrer"),
+            ("Cross-Origin-Opener-Policy", "same-origin"),
+            ("Permissions-Policy", "camera=(), microphone=(), geolocation=()")]
+
+
+def api_headers(identity_provider: str, *, secure: bool) -> list[tuple[str, str]]:
+    """Return the headers every answer of the collector API carries, as a fixed list.
+
+    The API answers JSON only, to bearer tokens only: no view sets these headers and no
+    session exists, so nothing about them depends on the answer (HSTS only on https).
+    """
+    return [*fixed_headers(identity_provider), *([HSTS] if secure else [])]
+
+
+def _may_carry_nul(environ: dict[str, object]) -> bool:
+    """Say, without parsing anything, whether the request could carry a NUL at all."""
+    query = str(environ.get("QUERY_STRING") or "")
+    return "\x00" in str(environ.get("PATH_INFO") or "") or "%00" in query or "\x00" in query
+
+
+def refuse_nul_in_api(app: Flask) -> None:
+    """Refuse NUL characters in the collector API's paths and queries, as the portal does.
+
+    The API's bodies are JSON: a form (where the portal also looks) is refused with 415.
+    """
+
+    @app.before_request
+    def _refuse_nul() -> None:
+        # A NUL in a query can only arrive as %00 (or raw): most requests are let through
+        # without parsing the query a second time.
+        if _may_carry_nul(request.environ) and _carries_nul():
+            abort(400, description=NUL_REFUSED)
+
+
+def refuse_nul(app: Flask) -> None:
+    """Refuse, with 400, every request whose path, query or form carries a NUL character."""
 
     @app.before_request
     def _refuse_nul() -> None:
@@ -47,17 +90,13 @@ def init_app(app: Flask, *, identity_provider: str) -> None:
         if _carries_nul():
             abort(400, description=NUL_REFUSED)
 
-    # Chromium applies form-action to the redirect after a form post: sign-out posts here
-    # and is then redirected to the provider's end-session page.
-    form_action = " ".join(filter(None, ["'self'", _origin(identity_provider)]))
-    policy = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-              "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
-              f"form-action {form_action}")
+
+def init_app(app: Flask, *, identity_provider: str) -> None:
+    """Refuse NUL characters and add the security headers to every response."""
+    refuse_nul(app)
+
     # Built once: the same headers go on every response, each unless a view set its own.
-    fixed = [("Content-Security-Policy", policy), ("X-Content-Type-Options", "nosniff"),
-             ("X-Frame-Options", "DENY"), ("Referrer-Policy", "no-referrer"),
-             ("Cross-Origin-Opener-Policy", "same-origin"),
-             ("Permissions-Policy", "camera=(), microphone=(), geolocation=()")]
+    fixed = fixed_headers(identity_provider)
 
     @app.after_request
     def _headers(response: Response) -> Response:

@@ -144,6 +144,11 @@ def metrics() -> Response:
 def init_app(app: Flask) -> None:
     """Serve ``/metrics`` and count every answered request."""
     app.add_url_rule("/metrics", "metrics", metrics, methods=["GET"])
+    count_requests(app)
+
+
+def count_requests(app: Flask) -> None:
+    """Count every request ``app`` answers, and its latency (``/metrics`` reports them)."""
 
     @app.after_request
     def _count(response: Response) -> Response:
