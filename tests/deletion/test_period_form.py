@@ -75,12 +75,13 @@ def test_a_day_typed_as_the_hint_writes_it_is_read(app: Flask, alex: FlaskClient
     # A period without its days is a form error on the page, in the page's language.
     missing = submit().get_data(as_text=True)
     assert errors(missing, "since") == [
-        "Enter the first day of the period, such as 1. März 2026"]
-    assert errors(missing, "until") == ["Enter the last day of the period, such as 31. März 2026"]
+        "Geben Sie den ersten Tag des Zeitraums ein, zum Beispiel 1. März 2026"]
+    assert errors(missing, "until") == [
+        "Geben Sie den letzten Tag des Zeitraums ein, zum Beispiel 31. März 2026"]
     unreadable = submit(since="gestern", until="31.03.2026")
     assert unreadable.status_code == 400
     assert errors(unreadable.get_data(as_text=True), "since") == [
-        "Enter a real date, such as 1. März 2026"]
+        "Geben Sie ein gültiges Datum ein, zum Beispiel 1. März 2026"]
     with app.app_context():
         assert service.own_requests(person(app, "alex")) == []
 
