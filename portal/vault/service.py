@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import jsonschema
 import orjson
@@ -407,7 +407,35 @@ def _require_aware(name: str, value: object, errors: list[FieldError]) -> dt.dat
     return value.astimezone(dt.UTC)
 
 
-def check_batch(category: Category, *, events: object, collected_from: object,
+class BatchSubject(Protocol):
+    """Whom a batch is about: a :class:`Person`, or anything with a person's ``id``."""
+
+    @property
+    def id(self) -> int:
+        """The person's id."""
+
+
+class BatchRules(Protocol):
+    """What storing a batch reads of its category: a :class:`Category`, or its columns."""
+
+    @property
+    def key(self) -> str:
+        """The category's key."""
+
+    @property
+    def retention_days(self) -> int:
+        """How long its batches are kept."""
+
+    @property
+    def event_schema(self) -> dict[str, Any]:
+        """The JSON Schema of one event."""
+
+    @property
+    def needs_consent(self) -> bool:
+        """Whether collection depends on consent (else: the right to object)."""
+
+
+def check_batch(category: BatchRules, *, events: object, collected_from: object,
                 collected_to: object, dss_level: object, collector_id: int | None = None,
                 idempotency_key: str | None = None, now: dt.datetime | None = None) -> bytes:
     """Check a batch against the batch rules and the category's event schema.
@@ -574,7 +602,7 @@ def find_category(key: str) -> Category:
     return category
 
 
-def _require_in_catalog(category: Category) -> None:
+def _require_in_catalog(category: BatchRules) -> None:
     if db.scalar(_in_force_statement(), {"category_key": category.key}) is None:
         raise UnknownCategory(category.key)
 
@@ -609,7 +637,7 @@ def _serialise_writers(person_id: int, category_key: str) -> None:
                .values(state=table.c.state))
 
 
-def _require_consent(person_id: int, category: Category) -> None:
+def _require_consent(person_id: int, category: BatchRules) -> None:
     """Refuse unless the person's consent allows collection now; hold it until commit.
 
     ``FOR SHARE`` on the person's consent row: a withdrawal UPDATEs that row, so one that
@@ -626,7 +654,7 @@ def _require_consent(person_id: int, category: Category) -> None:
         raise ConsentRequired(person_id, category.key, state)
 
 
-def _require_no_upheld_objection(person_id: int, category: Category) -> None:
+def _require_no_upheld_objection(person_id: int, category: BatchRules) -> None:
     """Refuse if the person's objection to the category was upheld; hold that until commit.
 
     Every objection row of the person and category is share-locked, whatever its state: a
@@ -737,7 +765,7 @@ def _replay(earlier: CollectedBatch, *, person_id: int, category_key: str, plain
                         received_at=earlier.received_at)
 
 
-def _consent_and_key(person_id: int, category: Category) -> tuple[DataKey | LiveKey, bytes]:
+def _consent_and_key(person_id: int, category: BatchRules) -> tuple[DataKey | LiveKey, bytes]:
     """Require current consent and return the live data key with its material, both locked.
 
     One statement when both are there (see :func:`_consent_and_key_statement`); else the
@@ -755,7 +783,7 @@ def _consent_and_key(person_id: int, category: Category) -> tuple[DataKey | Live
     return _data_key_for_writing(person_id, category.key)
 
 
-def ingest_batch(person: Person, category: Category, *, events: object,
+def ingest_batch(person: BatchSubject, category: BatchRules, *, events: object,
                  collected_from: dt.datetime, collected_to: dt.datetime, dss_level: int,
                  collector_id: int | None = None,
                  idempotency_key: str | None = None,
