@@ -185,10 +185,10 @@ def measure_pages(port: int, hello_port: int, cookie: str, options: argparse.Nam
     for _round in range(options.rounds):
         pages.append(run.measure_requests(port, "/", {"Cookie": f"portal_session={cookie}"},
                                           connections=options.connections,
-                                          seconds=options.seconds, warmup=options.warmup))
+                                          seconds=options.seconds, warmup=options.warmup)[0])
         hellos.append(run.measure_requests(hello_port, "/", {},
                                            connections=options.connections,
-                                           seconds=options.seconds, warmup=options.warmup))
+                                           seconds=options.seconds, warmup=options.warmup)[0])
     return statistics.median(pages), statistics.median(hellos)
 
 
@@ -200,10 +200,10 @@ def measure_checks(port: int, hello_port: int, token: str, subject: str,
     for _round in range(options.rounds):
         checks.append(run.measure_requests(port, path, {"Authorization": f"Bearer {token}"},
                                            connections=options.connections,
-                                           seconds=options.seconds, warmup=options.warmup))
+                                           seconds=options.seconds, warmup=options.warmup)[0])
         hellos.append(run.measure_requests(hello_port, "/", {},
                                            connections=options.connections,
-                                           seconds=options.seconds, warmup=options.warmup))
+                                           seconds=options.seconds, warmup=options.warmup)[0])
     return statistics.median(checks), statistics.median(hellos)
 
 
@@ -225,9 +225,9 @@ def measure_ingestion(port: int, dsn: str, token: str, pool: list[tuple[int, str
     api, copy = [], []
     for _round in range(options.rounds):
         api.append(run.measure_api_ingestion(port, token, pool, clients=options.clients,
-                                             seconds=options.seconds, warmup=options.warmup))
+                                             seconds=options.seconds, warmup=options.warmup)[0])
         copy.append(run.measure_copy(dsn, pool, writers=options.clients,
-                                     seconds=options.seconds, warmup=options.warmup))
+                                     seconds=options.seconds, warmup=options.warmup)[0])
     return statistics.median(api), statistics.median(copy)
 
 

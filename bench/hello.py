@@ -4,7 +4,8 @@
 (no goal): the same bare Flask app running the portal's consent statement, the one database
 read a consent check needs, straight through psycopg (prepared, autocommit, one connection
 per thread), and answering its row as JSON: no portal, no rate limit, no SQLAlchemy. It shows
-what a database read per request costs on this machine by itself.
+what a database read per request costs on this machine by itself. ``/one`` runs ``SELECT 1``
+the same way: the least that any answer read from the database costs.
 """
 
 from __future__ import annotations
@@ -51,6 +52,13 @@ def _connection() -> Any:
 
 # Compiled when the worker starts, like the portal's statements: not on the first request.
 SQL, FIXED = _statement()
+
+
+@app.get("/one")
+def round_trip() -> Response:
+    """Run ``SELECT 1``: the least that any answer read from the database costs (context)."""
+    row = _connection().execute("SELECT 1", prepare=True).fetchone()
+    return Response(orjson.dumps({"row": list(row or ())}), mimetype="application/json")
 
 
 @app.get("/db")

@@ -25,6 +25,7 @@ import argparse
 import base64
 import http.client
 import json
+import math
 import multiprocessing
 import os
 import platform
@@ -70,6 +71,9 @@ class Figure:
     baseline: float
     goal: float | None
     note: str = ""
+    #: CPU time per unit (ms), every process of the run counted; NaN where not measured.
+    cpu: float = math.nan
+    baseline_cpu: float = math.nan
 
     @property
     def ratio(self) -> float:
@@ -210,18 +214,87 @@ def gunicorn(target: str, environment: dict[str, str], *, workers: int, threads:
         server.wait(30)
 
 
+# --- CPU used, every process counted ---------------------------------------------------------
+
+def _process_times() -> dict[int, tuple[int, float, float]]:
+    """Return each live process's parent, CPU seconds, and its ended children's CPU seconds."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # The name in parentheses may hold spaces: the fields start after its ")".
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it ended meanwhile; its parent's "children" times now hold it
+        times = [int(value) / ticks for value in fields[11:15]]
+        found[int(entry.name)] = (int(fields[1]), times[0] + times[1], times[2] + times[3])
+    return found
+
+
+class CpuMeter:
+    """CPU seconds used by every process of the benchmark, the database server's included.
+
+    Rates on a shared machine move with whatever else runs; the CPU time a unit of work
+    costs barely does, so each figure is also given as CPU per unit. Counted from /proc
+    (Linux): the processes this script started (gunicorn and its workers, redis-server,
+    wrk, the senders, the COPY writers) and PostgreSQL's (its backends); an ended process
+    is counted in its parent's "children" times. This script's own coordinating work is
+    left out. Elsewhere than on Linux, no CPU figures.
+    """
+
+    def __init__(self, *roots: int) -> None:
+        self.roots = roots
+        self.available = Path("/proc/self/stat").exists()
+
+    def read(self) -> float:
+        """Return the CPU seconds used so far by the processes under the roots."""
+        if not self.available:
+            return math.nan
+        processes = _process_times()
+        children: dict[int, list[int]] = {}
+        for pid, (parent, _own, _ended) in processes.items():
+            children.setdefault(parent, []).append(pid)
+        total, pending = 0.0, list(self.roots)
+        while pending:
+            pid = pending.pop()
+            if pid in processes:
+                _parent, own, ended = processes[pid]
+                total += ended if pid == os.getpid() else own + ended
+                pending.extend(children.get(pid, []))
+        return total
+
+
+def _cpu_between(meter: CpuMeter | None, start: float, stop: float) -> float:
+    """Sleep until ``start``, then until ``stop``; return the CPU seconds used in between."""
+    if meter is None:
+        return math.nan
+    time.sleep(max(0.0, start - time.time()))
+    before = meter.read()
+    time.sleep(max(0.0, stop - time.time()))
+    return meter.read() - before
+
+
 # --- load ------------------------------------------------------------------------------------
 
 def _run_workers(worker: Callable[..., tuple[int, int, str]], arguments: list[tuple[Any, ...]],
-                 ) -> tuple[int, int, str]:
-    """Run one worker process per argument tuple; add up (units, failures, first failure)."""
+                 window: tuple[float, float, float], meter: CpuMeter | None,
+                 ) -> tuple[int, int, str, float]:
+    """Run one worker process per argument tuple; add up (units, failures, first failure).
+
+    Also returns the CPU seconds every process used during the measured part of ``window``.
+    """
     context = multiprocessing.get_context("fork")
+    _start, measure_from, stop = window
     with context.Pool(len(arguments)) as pool:
-        results = pool.starmap(worker, arguments)
+        pending = pool.starmap_async(worker, arguments)
+        cpu = _cpu_between(meter, measure_from, stop)
+        results = pending.get()
     units = sum(result[0] for result in results)
     failures = sum(result[1] for result in results)
     first = next((result[2] for result in results if result[2]), "")
-    return units, failures, first
+    return units, failures, first, cpu
 
 
 def _api_ingestion_worker(port: int, token: str, bodies: list[tuple[bytes, int]], worker: str,
@@ -277,34 +350,37 @@ def _window(seconds: float, warmup: float) -> tuple[float, float, float]:
 
 
 def measure_api_ingestion(port: int, token: str, pool: list[tuple[int, str, dict[str, Any]]],
-                          *, clients: int, seconds: float, warmup: float) -> float:
-    """Return the API's ingestion rate in events per second."""
+                          *, clients: int, seconds: float, warmup: float,
+                          meter: CpuMeter | None = None) -> tuple[float, float]:
+    """Return the API's ingestion rate in events per second, and the CPU seconds per event."""
     bodies = [(json.dumps(body, separators=(",", ":")).encode(), len(body["events"]))
               for _person, _category, body in pool]
-    start, measure_from, stop = _window(seconds, warmup)
+    window = start, measure_from, stop = _window(seconds, warmup)
     # Every batch gets a new idempotency key, across rounds too: none is a retry.
     run = secrets.token_hex(4)
-    events, failures, first = _run_workers(_api_ingestion_worker, [
+    events, failures, first, cpu = _run_workers(_api_ingestion_worker, [
         (port, token, bodies[number::clients] or bodies, f"{run}-{number}", start,
-         measure_from, stop) for number in range(clients)])
+         measure_from, stop) for number in range(clients)], window, meter)
     if failures:
         raise RuntimeError(f"{failures} batches were refused; the first: {first}")
-    return events / seconds
+    return events / seconds, cpu / max(events, 1)
 
 
 def measure_copy(dsn: str, pool: list[tuple[int, str, dict[str, Any]]], *, writers: int,
-                 seconds: float, warmup: float) -> float:
-    """Return COPY's rate in events (rows) per second."""
+                 seconds: float, warmup: float,
+                 meter: CpuMeter | None = None) -> tuple[float, float]:
+    """Return COPY's rate in events (rows) per second, and the CPU seconds per event."""
     import psycopg
 
     with psycopg.connect(dsn, autocommit=True) as connection:
         connection.execute("DROP TABLE IF EXISTS bench_event")
         connection.execute(COPY_TABLE)
     batches = [(person_id, category, body["events"]) for person_id, category, body in pool]
-    start, measure_from, stop = _window(seconds, warmup)
-    events, _failures, _first = _run_workers(_copy_worker, [
-        (dsn, batches, number, start, measure_from, stop) for number in range(writers)])
-    return events / seconds
+    window = start, measure_from, stop = _window(seconds, warmup)
+    events, _failures, _first, cpu = _run_workers(_copy_worker, [
+        (dsn, batches, number, start, measure_from, stop) for number in range(writers)],
+        window, meter)
+    return events / seconds, cpu / max(events, 1)
 
 
 def _get_worker(port: int, path: str, headers: dict[str, str], start: float,
@@ -328,8 +404,9 @@ def _get_worker(port: int, path: str, headers: dict[str, str], start: float,
 
 
 def measure_requests(port: int, path: str, headers: dict[str, str], *, connections: int,
-                     seconds: float, warmup: float) -> float:
-    """Return requests per second on ``path`` (measured with wrk if it is installed)."""
+                     seconds: float, warmup: float,
+                     meter: CpuMeter | None = None) -> tuple[float, float]:
+    """Return requests per second on ``path`` (wrk if installed) and CPU seconds per request."""
     wrk = shutil.which("wrk")
     url = f"http://127.0.0.1:{port}{path}"
     if wrk:
@@ -339,19 +416,23 @@ def measure_requests(port: int, path: str, headers: dict[str, str], *, connectio
             arguments += ["-H", f"{name}: {value}"]
         subprocess.run([*arguments, f"-d{max(1, int(warmup))}s", url], check=True,
                        capture_output=True, text=True)
+        before = meter.read() if meter else math.nan
         output = subprocess.run([*arguments, f"-d{int(seconds)}s", url], check=True,
                                 capture_output=True, text=True).stdout
+        cpu = meter.read() - before if meter else math.nan
         if "Non-2xx" in output or "Socket errors" in output:
             raise RuntimeError(f"wrk saw errors:\n{output}")
-        match = re.search(r"Requests/sec:\s+([0-9.]+)", output)
-        assert match is not None, output
-        return float(match.group(1))
-    start, measure_from, stop = _window(seconds, warmup)
-    done, failures, first = _run_workers(_get_worker, [
-        (port, path, headers, start, measure_from, stop) for _ in range(connections)])
+        rate = re.search(r"Requests/sec:\s+([0-9.]+)", output)
+        done = re.search(r"([0-9]+) requests in", output)
+        assert rate is not None and done is not None, output
+        return float(rate.group(1)), cpu / max(int(done.group(1)), 1)
+    window = start, measure_from, stop = _window(seconds, warmup)
+    done, failures, first, cpu = _run_workers(_get_worker, [
+        (port, path, headers, start, measure_from, stop) for _ in range(connections)],
+        window, meter)
     if failures:
         raise RuntimeError(f"{failures} requests failed; the first: {first}")
-    return done / seconds
+    return done / seconds, cpu / max(done, 1)
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -379,6 +460,11 @@ def print_table(figures: list[Figure]) -> None:
               f"{baseline:>22} {figure.ratio:>7.2f} {goal:>7}  {met}")
         if figure.note:
             print(f"  {figure.note}")
+        if not math.isnan(figure.cpu):
+            per = "1,000 events" if figure.unit == "events/s" else "request"
+            print(f"  CPU per {per}, every process counted: {figure.cpu:.2f} ms against "
+                  f"{figure.baseline_cpu:.2f} ms ({figure.baseline_name}), a ratio of "
+                  f"{figure.baseline_cpu / figure.cpu:.2f}")
 
 
 def _median(values: list[float]) -> float:
@@ -432,9 +518,11 @@ def main() -> None:
             environment = portal_environment(database_url, instance, store)
             print("Preparing: schema, catalog, consents, collector, batches ...", flush=True)
             token, pool = seed(environment)
-            rates = measure(options, environment, cluster.url("bench", driver=False), token,
-                            pool)
-        report(options, rates)
+            # Every process of the run: this script's (servers, clients) and PostgreSQL's.
+            postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
+            rates, cpu = measure(options, environment, cluster.url("bench", driver=False),
+                                 token, pool, CpuMeter(os.getpid(), postmaster))
+        report(options, rates, cpu)
         load = os.getloadavg()
         print(f"Load average at the end: {load[0]:.1f} (1 min), {load[1]:.1f} (5 min)")
     finally:
@@ -443,17 +531,25 @@ def main() -> None:
 
 
 def measure(options: argparse.Namespace, environment: dict[str, str], dsn: str, token: str,
-            pool: list[tuple[int, str, dict[str, Any]]]) -> dict[str, list[float]]:
-    """Measure each figure and its baseline in turn, round after round; return every rate."""
+            pool: list[tuple[int, str, dict[str, Any]]], meter: CpuMeter,
+            ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Measure each figure and its baseline in turn, round after round.
+
+    Returns every rate and every CPU time per unit (seconds), by figure.
+    """
     subject, category = pool[0][2]["subject"], pool[0][2]["category"]
     query = f"?subject={subject}&category={category}"
-    consent_path = f"/api/v1/consent{query}"
     auth = {"Authorization": f"Bearer {token}"}
-    timing = {"seconds": options.seconds, "warmup": options.warmup}
-    rates: dict[str, list[float]] = {name: [] for name in (
-        "api", "copy", "consent", "floor", "hello", "read")}
+    timing = {"seconds": options.seconds, "warmup": options.warmup, "meter": meter}
+    rates: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
+
+    def keep(name: str, measured: tuple[float, float]) -> None:
+        rates.setdefault(name, []).append(measured[0])
+        cpu.setdefault(name, []).append(measured[1])
+
     gunicorn_options = {"workers": options.workers, "threads": options.threads}
-    connections = options.connections
+    requests = {"connections": options.connections, **timing}
     # Both servers stay up; the idle one costs nothing. Measuring each figure and its
     # baseline in turn, round after round, spreads any disturbance over both.
     with gunicorn("bench.app:app", environment, ready_path="/healthz",
@@ -463,52 +559,62 @@ def measure(options: argparse.Namespace, environment: dict[str, str], dsn: str, 
         for number in range(1, options.rounds + 1):
             print(f"Round {number} of {options.rounds} ...", flush=True)
             if options.only in {None, "ingestion"}:
-                rates["api"].append(measure_api_ingestion(port, token, pool,
-                                                          clients=options.clients, **timing))
-                rates["copy"].append(measure_copy(dsn, pool, writers=options.clients,
+                keep("api", measure_api_ingestion(port, token, pool, clients=options.clients,
                                                   **timing))
+                keep("copy", measure_copy(dsn, pool, writers=options.clients, **timing))
             if options.only in {None, "consent"}:
-                rates["consent"].append(measure_requests(port, consent_path, auth,
-                                                         connections=connections, **timing))
-                rates["floor"].append(measure_requests(port, "/healthz", {},
-                                                       connections=connections, **timing))
-                rates["hello"].append(measure_requests(hello_port, "/", {},
-                                                       connections=connections, **timing))
-                rates["read"].append(measure_requests(hello_port, f"/db{query}",
-                                                      auth, connections=connections,
-                                                      **timing))
-    return rates
+                keep("consent", measure_requests(port, f"/api/v1/consent{query}", auth,
+                                                 **requests))
+                keep("read", measure_requests(hello_port, f"/db{query}", auth, **requests))
+                keep("hello", measure_requests(hello_port, "/", {}, **requests))
+                keep("round_trip", measure_requests(hello_port, "/one", {}, **requests))
+                keep("floor", measure_requests(port, "/healthz", {}, **requests))
+    return rates, cpu
 
 
-def report(options: argparse.Namespace, rates: dict[str, list[float]]) -> None:
-    """Print the table of medians, with every round's figure."""
+def report(options: argparse.Namespace, rates: dict[str, list[float]],
+           cpu: dict[str, list[float]]) -> None:
+    """Print the table of medians, with every round's figure and the CPU per unit."""
     setting = (f"gunicorn {options.workers} workers x {options.threads} threads, rate limits "
                f"counted in {options.rate_limit_store}; median of {options.rounds} rounds of "
                f"{options.seconds:.0f} s")
     tool = "wrk, 1 thread" if shutil.which("wrk") else "Python processes"
-    median = {name: _median(values) for name, values in rates.items() if values}
+    median = {name: _median(values) for name, values in rates.items()}
+    # Milliseconds per unit: per 1,000 events for ingestion, per request otherwise.
+    scale = {"api": 1e6, "copy": 1e6}
+    cost = {name: _median(values) * scale.get(name, 1e3) for name, values in cpu.items()}
+
+    def figure(name: str, value: str, baseline: str, baseline_name: str,
+               goal: float | None, note: str) -> Figure:
+        return Figure(name, "requests/s" if value != "api" else "events/s", median[value],
+                      baseline_name, median[baseline], goal, note, cost[value], cost[baseline])
+
     figures = []
     if "api" in median:
-        figures.append(Figure(
-            "ingestion", "events/s", median["api"], "COPY", median["copy"], 1.0,
+        figures.append(figure(
+            "ingestion", "api", "copy", "COPY", 1.0,
             f"{BATCH_EVENTS}-event batches, {options.clients} senders and {options.clients} "
             f"COPY writers; {setting}\n  API {_spread(rates['api'])}; COPY "
             f"{_spread(rates['copy'])}"))
     if "consent" in median:
         figures += [
-            Figure("consent checks", "requests/s", median["consent"], "hello-world",
-                   median["hello"], 0.5,
+            figure("consent checks", "consent", "read", "same read, bare", 0.5,
                    f"{options.connections} keep-alive connections ({tool}); {setting}\n"
-                   f"  API {_spread(rates['consent'])}; hello-world {_spread(rates['hello'])}"),
-            Figure("portal floor: /healthz", "requests/s", median["floor"], "hello-world",
-                   median["hello"], None,
-                   "context, no goal: the hooks the portal runs on every request, no "
-                   f"database, no API code\n  {_spread(rates['floor'])}"),
-            Figure("bare Flask + the one read", "requests/s", median["read"], "hello-world",
-                   median["hello"], None,
+                   f"  API {_spread(rates['consent'])}; bare Flask + the same read "
+                   f"{_spread(rates['read'])}"),
+            figure("consent checks", "consent", "hello", "hello-world", 0.5,
+                   "issue 5's goal: a check reads the database, hello-world does not (see "
+                   f"the next two lines and docs/benchmarks.md)\n  hello-world "
+                   f"{_spread(rates['hello'])}"),
+            figure("bare Flask + the same read", "read", "hello", "hello-world", None,
                    "context, no goal: hello-world's app running the consent check's SQL "
-                   "statement through psycopg (prepared), no portal, no rate limit\n  "
-                   f"{_spread(rates['read'])}")]
+                   "statement through psycopg (prepared), no portal, no rate limit"),
+            figure("bare Flask + SELECT 1", "round_trip", "hello", "hello-world", None,
+                   "context, no goal: the least any answer read from the database costs "
+                   f"here\n  {_spread(rates['round_trip'])}"),
+            figure("portal floor: /healthz", "floor", "hello", "hello-world", None,
+                   "context, no goal: the hooks the portal runs on every request, no "
+                   f"database, no API code\n  {_spread(rates['floor'])}")]
     print_table(figures)
 
 
