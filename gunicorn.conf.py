@@ -7,6 +7,11 @@ with ``-c /path/to/gunicorn.conf.py``. Options on the command line win over thes
   the default, or ``text``), one line per record on standard error. gunicorn's access log
   stays off: the portal writes one access line per request itself, with its request id and
   without the query string.
+- Workers: two processes per core (``WEB_CONCURRENCY`` overrides), two threads each
+  (``gthread``). The collector's batches are CPU work in Python (parse, check, compress,
+  encrypt), and the threads of one process share one interpreter lock: processes, not
+  threads, let them use every core. The second thread keeps a process busy while the first
+  waits for the database.
 - Metrics: every worker writes its counts to ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics``
   adds them up. When the variable is not set, a fresh folder is made for this master (and
   removed when it exits); when it is set, the folder is emptied at start, because counts
@@ -20,6 +25,10 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
+
+workers = int(os.environ.get("WEB_CONCURRENCY") or 2 * (os.cpu_count() or 1))
+worker_class = "gthread"
+threads = 2
 
 _made_metrics_folder = False
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
