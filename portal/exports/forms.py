@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import DateField, SelectMultipleField, SubmitField
+from wtforms import SelectMultipleField, SubmitField
 from wtforms.validators import Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
+
+from portal.dates import FIRST_DAY_EXAMPLE, LAST_DAY_EXAMPLE, DayField
 
 
 class CheckboxesField(SelectMultipleField):
@@ -25,17 +26,6 @@ class CheckboxesField(SelectMultipleField):
             raise ValidationError(_l("Choose only from the categories listed."))
 
 
-class PlainDateField(DateField):
-    """A date field whose message for a date it cannot read is in plain words."""
-
-    def process_formdata(self, valuelist: list[Any]) -> None:
-        """Read the date; say plainly what to enter when it is not a date."""
-        try:
-            super().process_formdata(valuelist)
-        except ValueError:
-            raise ValueError(str(_l("Enter a real date, such as 2026-03-27."))) from None
-
-
 class DownloadForm(FlaskForm):
     """Choose what goes into the download; every category and all time unless narrowed."""
 
@@ -44,13 +34,15 @@ class DownloadForm(FlaskForm):
         _l("Categories of recorded data"),
         choices=[],
         validate_choice=True)
-    date_from = PlainDateField(
+    # A day from a date picker or typed as the hint writes it, in the page's language.
+    date_from = DayField(
         # i18n: first day of the period of recorded data to download
-        _l("From (first day)"), validators=[Optional()],
+        _l("From (first day)"), validators=[Optional()], example=FIRST_DAY_EXAMPLE,
         render_kw={"autocomplete": "off"})
-    date_to = PlainDateField(
+    date_to = DayField(
         # i18n: last day of the period of recorded data to download
-        _l("To (last day)"), validators=[Optional()], render_kw={"autocomplete": "off"})
+        _l("To (last day)"), validators=[Optional()], example=LAST_DAY_EXAMPLE,
+        render_kw={"autocomplete": "off"})
     submit = SubmitField(_l("Download my data"))
 
     def validate_categories(self, field: CheckboxesField) -> None:
@@ -58,7 +50,7 @@ class DownloadForm(FlaskForm):
         if not field.data:
             raise ValidationError(_l("Choose at least one category to download."))
 
-    def validate_date_to(self, field: PlainDateField) -> None:
+    def validate_date_to(self, field: DayField) -> None:
         """Refuse a period that ends before it starts."""
         start: dt.date | None = self.date_from.data
         if field.data is not None and start is not None and field.data < start:

@@ -7,10 +7,11 @@ from typing import Any
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import DateField, RadioField, SelectChoice, SelectField, TextAreaField
+from wtforms import RadioField, SelectChoice, SelectField, TextAreaField
 from wtforms.validators import InputRequired, Length, Optional, ValidationError
 
 from portal.consent.models import ConsentState
+from portal.dates import FIRST_DAY_EXAMPLE, LAST_DAY_EXAMPLE, DayField
 from portal.hr.service import NO_VALUE, RecordFilter, end_of_day
 
 EXPORT_FORMATS = {
@@ -39,9 +40,12 @@ class RecordFilterForm(FlaskForm):
     category = SelectField(_l("Category"), choices=[], default="")
     state = SelectField(_l("Consent state"), choices=[], default="")
     notice_version = SelectField(_l("Notice version"), choices=[], default="")
-    changed_from = DateField(_l("Changed on or after"), validators=[Optional()])
-    changed_to = DateField(_l("Changed on or before"), validators=[Optional()])
-    as_of = DateField(_l("State as of"), validators=[Optional()])
+    # A day from a date picker or typed as the hint writes it, in the page's language.
+    changed_from = DayField(_l("Changed on or after"), validators=[Optional()],
+                            example=FIRST_DAY_EXAMPLE)
+    changed_to = DayField(_l("Changed on or before"), validators=[Optional()],
+                          example=LAST_DAY_EXAMPLE)
+    as_of = DayField(_l("State as of"), validators=[Optional()], example=LAST_DAY_EXAMPLE)
 
     def fill_choices(self, *, departments: list[str], locations: list[str],
                      categories: list[tuple[str, str]], states: list[tuple[str, str]],
@@ -60,14 +64,14 @@ class RecordFilterForm(FlaskForm):
         self.notice_version.choices = options([(str(number), str(number))
                                                for number in notice_versions])
 
-    def validate_changed_to(self, field: DateField) -> None:
+    def validate_changed_to(self, field: DayField) -> None:
         """Refuse a period that ends before it starts."""
         start = self.changed_from.data
         if field.data is not None and start is not None and field.data < start:
             raise ValidationError(_l("The end of the period must be the same as or after its "
                                      "start."))
 
-    def validate_as_of(self, field: DateField) -> None:
+    def validate_as_of(self, field: DayField) -> None:
         """Refuse a date in the future: the ledger cannot say what has not happened yet."""
         if field.data is not None and field.data > dt.datetime.now(dt.UTC).date():
             raise ValidationError(_l("The date for the state must be today or earlier."))

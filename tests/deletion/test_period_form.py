@@ -14,9 +14,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import update
 
 from portal.auth.models import Person
+from portal.dates import read_day
 from portal.db import commit, db
 from portal.requests import service
-from portal.requests.forms import read_day
 from tests.conftest import ACCOUNTS, SignIn, _settings
 from tests.consent.conftest import csrf_token, person, signed_in
 

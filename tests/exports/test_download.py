@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import html
 import json
+import re
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from babel.dates import format_date
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 
 from portal.audit.models import AuditEntry
-from portal.db import db, get_engine
+from portal.auth.models import Person
+from portal.db import commit, db, get_engine
 from tests.conftest import SignIn
 from tests.exports.conftest import (
     COLLEAGUE,
@@ -103,7 +107,7 @@ def test_filters_by_category_and_by_each_events_time(app: Flask, alex: FlaskClie
 @pytest.mark.parametrize(("fields", "message_text"), [
     ({"categories": []}, "Choose at least one category"),
     ({"categories": ["pointer", "salary"]}, "Choose only from the categories listed"),
-    ({"date_from": "2026-13-45"}, "Enter a real date"),
+    ({"date_from": "2026-13-45"}, "Enter a real date, such as March 1, 2026<"),
     ({"date_from": "2026-03-10", "date_to": "2026-03-01"}, "The last day must be"),
 ], ids=["none", "unknown", "not a date", "backwards"])
 def test_bad_choices_get_a_form_error_and_nothing_happens(app: Flask, alex: FlaskClient,
@@ -115,6 +119,47 @@ def test_bad_choices_get_a_form_error_and_nothing_happens(app: Flask, alex: Flas
     page = response.get_data(as_text=True)
     assert "There is a problem" in page and message_text in page
     assert _entries(app, "my_data.download") == []
+
+
+def _period_hints(page: str) -> list[str]:
+    return [html.unescape(hint) for hint in re.findall(
+        r'<p class="hint" id="(?:date_from|date_to)-hint">([^<]*)</p>', page)]
+
+
+def test_the_period_gives_a_day_in_the_pages_language_and_reads_one_typed(
+        app: Flask, alex: FlaskClient) -> None:
+    # Chromium shows a date input in the browser's format (mm/dd/yyyy even on a German page):
+    # the hints give a day written out in the page's language, never "2026-03-01".
+    english = alex.get("/my-data/download").get_data(as_text=True)
+    assert english.count('type="date"') == 2
+    assert _period_hints(english) == ["For example March 1, 2026", "For example March 31, 2026"]
+    with app.app_context():
+        db.execute(update(Person).where(Person.id == person_id(app, "alex")).values(locale="de"))
+        commit()
+    german = alex.get("/my-data/download").get_data(as_text=True)
+    assert '<html lang="de">' in german
+    assert _period_hints(german) == ["Zum Beispiel 1. März 2026", "Zum Beispiel 31. März 2026"]
+
+    # A day that cannot be read gets a form error with an example, and nothing is downloaded.
+    refused = post_download(alex, ["pointer"], date_from="gestern", date_to="31.02.2026")
+    assert refused.status_code == 400
+    assert re.findall(r'<p class="error-message" id="(date_from|date_to)-error">([^<]*)</p>',
+                      refused.get_data(as_text=True)) == [
+        ("date_from", "Geben Sie ein gültiges Datum ein, zum Beispiel 1. März 2026"),
+        ("date_to", "Geben Sie ein gültiges Datum ein, zum Beispiel 31. März 2026")]
+    assert _entries(app, "my_data.download") == []
+
+    # A browser without a date picker shows a text box: the day as the hint writes it works.
+    early, late = pointer_events(days_ago(6), 2), pointer_events(days_ago(2), 3)
+    store(app, "alex", "pointer", early + late)
+    today = dt.datetime.now(dt.UTC).date()
+    start, end = today - dt.timedelta(days=4), today
+    archive = open_zip(post_download(alex, ["pointer"],
+                                     date_from=format_date(start, "long", locale="de"),
+                                     date_to=f"{end:%d.%m.%Y}"))
+    assert [line["event"] for line in jsonl(archive, "pointer")] == late
+    found = manifest(archive)["filters"]
+    assert (found["from"], found["to"]) == (start.isoformat(), end.isoformat())
 
 
 def test_a_missing_csrf_token_is_refused(app: Flask, alex: FlaskClient) -> None:

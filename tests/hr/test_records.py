@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import html as markup
+import json
+import re
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from portal.audit.models import AuditEntry, AuditSubject
+from portal.auth.models import Person
 from portal.consent.models import ConsentState
-from portal.db import db
+from portal.db import commit, db
 from portal.hr.service import RecordFilter, end_of_day, records_page, records_select
-from tests.hr.conftest import T0, add_people, decide
+from tests.hr.conftest import T0, add_people, decide, person_id
 
 GIVEN, WITHDRAWN, REFUSED = ConsentState.GIVEN, ConsentState.WITHDRAWN, ConsentState.REFUSED
 
@@ -138,6 +142,68 @@ def test_bad_filters_show_errors_and_nothing_else(app: Flask, hr: FlaskClient,
     assert "consent record" not in html and "Ann" not in html
     with app.app_context():
         assert db.scalar(select(AuditEntry).where(AuditEntry.what == "hr.view")) is None
+
+
+def _date_hints(html: str) -> dict[str, str]:
+    return {name: markup.unescape(text) for name, text in re.findall(
+        r'<p class="hint" id="(as_of|changed_from|changed_to)-hint">([^<]*)</p>', html)}
+
+
+def _errors(html: str) -> dict[str, str]:
+    return {name: markup.unescape(text) for name, text in re.findall(
+        r'<p class="error-message" id="([a-z_]+)-error">([^<]*)</p>', html)}
+
+
+def _views(app: Flask) -> list[AuditEntry]:
+    with app.app_context():
+        return list(db.scalars(select(AuditEntry).where(AuditEntry.what == "hr.view")))
+
+
+def test_date_filters_give_a_day_in_the_pages_language_and_read_one_typed(
+        app: Flask, hr: FlaskClient, history: dict[str, int]) -> None:
+    # Chromium shows a date input in the browser's format (mm/dd/yyyy even on a German page):
+    # each hint gives a day written out in the page's language, never "2026-03-01".
+    english = hr.get("/hr/").get_data(as_text=True)
+    assert english.count('type="date"') == 3
+    hints = _date_hints(english)
+    assert "March 1, 2026" in hints["changed_from"], hints
+    assert "March 31, 2026" in hints["changed_to"] and "March 31, 2026" in hints["as_of"]
+    assert not any("2026-03" in hint for hint in hints.values())
+    with app.app_context():
+        db.execute(update(Person).where(Person.id == person_id(app, "sub-chris"))
+                   .values(locale="de"))
+        commit()
+    german = hr.get("/hr/").get_data(as_text=True)
+    assert '<html lang="de">' in german
+    assert _date_hints(german) == {
+        "as_of": "Der Stand zum Ende dieses Tages (UTC), zum Beispiel des 31. März 2026, "
+                 "rekonstruiert aus dem Einwilligungsregister. Leer: aktueller Stand.",
+        "changed_from": "Letzte Änderung an diesem Tag oder danach, zum Beispiel 1. März 2026.",
+        "changed_to": "Letzte Änderung an diesem Tag oder davor, zum Beispiel 31. März 2026."}
+
+    # A day that cannot be read is said at its field, with an example; nothing is shown.
+    seen = len(_views(app))
+    unreadable = hr.get("/hr/", query_string={"as_of": "gestern", "changed_from": "31.02.2026"})
+    page = unreadable.get_data(as_text=True)
+    assert _errors(page) == {
+        "as_of": "Geben Sie ein gültiges Datum ein, zum Beispiel 31. März 2026",
+        "changed_from": "Geben Sie ein gültiges Datum ein, zum Beispiel 1. März 2026"}
+    assert 'href="#as_of"' in page and 'href="#changed_from"' in page
+    assert 'id="records"' not in page and "Dee" not in page
+    assert len(_views(app)) == seen
+
+    # A browser without a date picker shows a text box: the day as the hint writes it works,
+    # and gives the same records as the day a date picker sends (7 March, T0 + 5 days).
+    typed = hr.get("/hr/", query_string={"as_of": "7. März 2026", "location": "__none__"})
+    page = typed.get_data(as_text=True)
+    assert typed.status_code == 200 and _errors(page) == {}
+    assert "1 Einwilligungsnachweis" in page and "Dee" in page
+    assert "Sie sehen den Stand zum Ende des 7. März 2026 (UTC)" in page
+    # Sent back as a date picker writes it: a picker shows no text it cannot read.
+    assert 'value="2026-03-07"' in page
+    views = _views(app)
+    assert len(views) == seen + 1
+    assert json.loads(views[-1].detail)["filter_asOf"] == day(5).isoformat()
 
 
 def test_pages_of_records(app: Flask, history: dict[str, int]) -> None:
