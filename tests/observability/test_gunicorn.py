@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +21,19 @@ pytestmark = pytest.mark.postgresql_only
 HEALTHZ = {"endpoint": "core.healthz", "method": "GET", "status": "200"}
 
 
-def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    """GET ``url`` on a new connection (so the kernel may hand it to any worker)."""
-    call = urllib.request.Request(url, headers=headers or {})  # noqa: S310 (127.0.0.1)
-    with urllib.request.urlopen(call, timeout=10) as answer:  # noqa: S310 (127.0.0.1)
+def get(server: Gunicorn, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """GET ``path`` on a new connection (so the kernel may hand it to any worker)."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        connection.request("GET", path, headers=headers or {})
+        answer = connection.getresponse()
         return answer.status, answer.read()
+    finally:
+        connection.close()
 
 
 def healthz_count(server: Gunicorn) -> float:
-    _status, body = get(server.url + "/metrics", {"Authorization": f"Bearer {METRICS_TOKEN}"})
+    _status, body = get(server, "/metrics", {"Authorization": f"Bearer {METRICS_TOKEN}"})
     return value(parse(body.decode()), "portal_http_requests_total", **HEALTHZ)
 
 
@@ -61,7 +65,7 @@ def test_counts_add_up_across_workers_and_survive_a_dead_worker(
         deadline = time.monotonic() + 20
         # New connections until both workers have served some (the kernel picks the worker).
         while sent < 20 or len(counting_workers(folder)) < 2:
-            assert get(server.url + "/healthz")[0] == 200
+            assert get(server, "/healthz")[0] == 200
             sent += 1
             assert time.monotonic() < deadline, "one worker never got a request"
         assert counting_workers(folder) == workers_of(server.process.pid)

@@ -7,6 +7,7 @@ would.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
@@ -15,7 +16,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -76,19 +76,28 @@ class Gunicorn:
 
     def wait_until_ready(self, *, timeout: float = 60) -> Gunicorn:
         """Return once ``ready_path`` answers 200; kill the server if it never does."""
-        assert self.process is not None, "launch() first"
         deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(  # noqa: S310 (our own http://127.0.0.1 URL)
-                        self.url + self.ready_path, timeout=2) as answer:
-                    if answer.status == 200:
-                        return self
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.kill()
-                    raise RuntimeError(f"gunicorn did not start {self.target}") from None
-                time.sleep(0.1)
+        while not self.answers(self.ready_path):
+            if not self.alive() or time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"gunicorn did not start {self.target}")
+            time.sleep(0.05)
+        return self
+
+    def answers(self, path: str) -> bool:
+        """Say whether ``GET path`` on the server's port answers 200 now."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+        try:
+            connection.request("GET", path)
+            return connection.getresponse().status == 200
+        except OSError:
+            return False
+        finally:
+            connection.close()
+
+    def alive(self) -> bool:
+        """Say whether the master is still running."""
+        return self.process is not None and self.process.poll() is None
 
     def kill(self) -> None:
         """SIGKILL the master and all its workers, as a power cut or the OOM killer would."""
@@ -214,18 +223,8 @@ class PreloadedGunicorn(Gunicorn):
             "bind": f"127.0.0.1:{self.port}", "workers": self.workers,
             "worker_class": "gthread", "threads": self.threads, "keepalive": 30,
             "loglevel": "warning", "backlog": 2048, "preload_app": True}, self.environment)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(  # noqa: S310 (our own http://127.0.0.1 URL)
-                        self.url + self.ready_path, timeout=2) as response:
-                    if response.status == 200:
-                        return self
-            except OSError:
-                if not self.alive() or time.monotonic() > deadline:
-                    self.kill()
-                    raise RuntimeError(f"gunicorn did not start {self.target}") from None
-                time.sleep(0.05)
+        self.wait_until_ready(timeout=timeout)
+        return self
 
     def alive(self) -> bool:
         """Say whether any process of the server (master or worker) is still there."""
