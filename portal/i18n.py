@@ -22,7 +22,13 @@ def select_locale() -> str:
     chosen = session.get("locale")
     if chosen in LANGUAGES:
         return str(chosen)
-    return request.accept_languages.best_match(LANGUAGES) or current_app.config["DEFAULT_LOCALE"]
+    return requested_locale()
+
+
+def requested_locale() -> str:
+    """Return the best of the request's Accept-Language, else the default language."""
+    return str(request.accept_languages.best_match(LANGUAGES)
+               or current_app.config["DEFAULT_LOCALE"])
 
 
 def select_timezone() -> str:

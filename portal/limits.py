@@ -11,15 +11,12 @@ requests itself, uses :class:`FallbackCounter`.
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, current_app
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from limits import RateLimitItem
@@ -64,8 +61,6 @@ def _serialise_memory_expiry() -> None:
 
 
 _serialise_memory_expiry()
-#: The blueprint that counts its requests itself (portal.api.auth.count_request).
-SELF_COUNTING_BLUEPRINT = "api"
 
 
 def sign_in_limit() -> str:
@@ -112,15 +107,9 @@ def init_app(app: Flask) -> None:
         # Flask-Limiter warns once per thread that finds the store down, and says it is back
         # at INFO only: the portal says both itself, once each (StoreWatch).
         logging.getLogger("flask-limiter").setLevel(logging.ERROR)
-    hooks = _hook_lists(app)
-    before = {name: list(functions) for name, functions in hooks.items()}
+    # The collector API is served by an app of its own (portal.api.app), without
+    # Flask-Limiter's hooks: it counts its requests itself (count_request, FallbackCounter).
     limiter.init_app(app)
-    # Flask-Limiter's own hooks (resolve the limits, count, clean up) have nothing to do for
-    # the collector API, which counts itself; profiled, they still cost the API a tenth of
-    # its per-request time just to find that out. They run for every other request.
-    for name, functions in hooks.items():
-        functions[:] = [function if function in before[name] else _not_for_api(function)
-                        for function in functions]
     global _api_counter  # one per process, beside the one Limiter
     _api_counter = None
     if not limiter.enabled:  # RATELIMIT_ENABLED=False: nothing is counted anywhere
@@ -133,8 +122,8 @@ def init_app(app: Flask) -> None:
 
     @app.after_request
     def _retry_after(response: Response) -> Response:
-        if response.status_code != 429 or request.blueprint == SELF_COUNTING_BLUEPRINT:
-            return response  # the API's own refusals carry their Retry-After already
+        if response.status_code != 429:
+            return response
         limit = limiter.current_limit
         if limit is not None and limit.breached:
             try:
@@ -153,28 +142,8 @@ def init_app(app: Flask) -> None:
         def _note_store(response: Response) -> Response:
             # Flask-Limiter counts in its in-memory store exactly while it holds the shared
             # one for dead: two attribute reads per page, to say so once each way.
-            if request.blueprint != SELF_COUNTING_BLUEPRINT:
-                pages.note(in_memory=limiter.limiter.storage is not limiter.storage)
+            pages.note(in_memory=limiter.limiter.storage is not limiter.storage)
             return response
-
-
-def _hook_lists(app: Flask) -> dict[str, list[Callable[..., Any]]]:
-    return {"before": app.before_request_funcs.setdefault(None, []),
-            "after": app.after_request_funcs.setdefault(None, []),
-            "teardown": app.teardown_request_funcs.setdefault(None, [])}
-
-
-def _not_for_api(hook: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a Flask-Limiter hook so that requests to the collector API skip it."""
-
-    @functools.wraps(hook)
-    def run(*args: Any) -> Any:
-        if request.blueprint == SELF_COUNTING_BLUEPRINT:
-            # An after_request hook must hand the response on; the others return nothing.
-            return args[0] if args and isinstance(args[0], Response) else None
-        return hook(*args)
-
-    return run
 
 
 def describe_store(url: str) -> str:

@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, current_app, request
+from flask import Flask
 from flask.sessions import SessionInterface, SessionMixin
 
-from portal.i18n import LANGUAGES
+from portal.i18n import requested_locale
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -43,12 +43,6 @@ class NoSessions(SessionInterface):
 
     def save_session(self, app: Flask, session: SessionMixin, response: Any) -> None:
         """Save nothing."""
-
-
-def select_locale() -> str:
-    """Word the few translated answers (the portal's error texts) in the caller's language."""
-    return request.accept_languages.best_match(LANGUAGES) or str(
-        current_app.config["DEFAULT_LOCALE"])
 
 
 def create_api_app(portal: Flask) -> Flask:
@@ -78,7 +72,8 @@ def create_api_app(portal: Flask) -> Flask:
     # The portal's error answers (JSON under /api/), for what the blueprint's own handlers do
     # not see: unknown paths, wrong methods, a database that is down, a crash.
     errors.init_app(api)
-    Babel(api, locale_selector=select_locale)
+    # The few translated answers (the portal's error texts) in the caller's language.
+    Babel(api, locale_selector=requested_locale)
     api.register_blueprint(bp)
     return api
 

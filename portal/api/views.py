@@ -76,7 +76,6 @@ from portal.consent.models import ConsentState
 from portal.consent.service import category_titles, current_notice_version
 from portal.db import db, get_engine
 from portal.i18n import current_locale
-from portal.limits import limiter
 from portal.observability import metrics
 from portal.vault.service import (
     BatchInvalid,
@@ -96,8 +95,6 @@ log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 # Bearer tokens, not cookies: a browser cannot be tricked into sending one, so no CSRF token.
 csrf.exempt(bp)
-# The API counts its requests itself (see count_request), in Flask-Limiter's store.
-limiter.request_filter(lambda: request.blueprint == "api")
 
 #: Largest accepted body, after decompression (``API_MAX_BODY_BYTES`` overrides it).
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -209,13 +206,6 @@ def _authenticate() -> None:
         # save the round trips of BEGIN and COMMIT.
         read_without_transaction()
     require_collector()
-
-
-@bp.after_request
-def _no_store(response: Response) -> Response:
-    # Answers name people and their consent: no cache on the way may keep them.
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 @bp.errorhandler(ApiError)
@@ -442,7 +432,12 @@ def collection_stops() -> list[tuple[str, CollectionStop]]:
 
 
 def init_app(app: Flask) -> None:
-    """Serve the collector API and the collector admin pages; add ``portal collectors``."""
+    """Serve the collector API and the collector admin pages; add ``portal collectors``.
+
+    The API's requests are answered by its own app (portal.api.app), which adds
+    ``Cache-Control: no-store`` to every answer; its blueprint is registered here as well so
+    that the portal's pages can build its URLs (``url_for("api.openapi_document")``).
+    """
     # The same pool as the request's unit of work; its connections lent in autocommit mode.
     app.extensions[AUTOCOMMIT_ENGINE] = get_engine(app).execution_options(
         isolation_level="AUTOCOMMIT")

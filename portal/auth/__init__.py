@@ -42,7 +42,7 @@ def init_app(app: Flask) -> None:
 
     @login_manager.unauthorized_handler
     def unauthorized() -> Response:
-        if request.blueprint == "api" or request.accept_mimetypes.best == "application/json":
+        if request.accept_mimetypes.best == "application/json":
             response = jsonify(error="unauthenticated", message="Sign in first.")
             response.status_code = 401
             return response
