@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import os
 import uuid
+import zlib
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from portal.vault import crypto
 from portal.vault.crypto import DecryptionFailed, MasterKey
@@ -78,6 +80,13 @@ def test_a_batch_round_trips_compressed_and_is_bound_to_its_batch_person_and_cat
                           category_key="keystrokes", max_size=1 << 20)
 
 
+def _sealed_with_zlib(data_key: bytes, plaintext: bytes) -> tuple[bytes, bytes]:
+    """Seal as the portal did before Zstandard: a zlib stream, then AES-GCM."""
+    nonce = os.urandom(crypto.NONCE_SIZE)
+    aad = crypto.associated_data(crypto.BATCH_CONTEXT, BATCH_ID, 1, "pointer")
+    return nonce, AESGCM(data_key).encrypt(nonce, zlib.compress(plaintext, 1), aad)
+
+
 def test_decompression_is_bounded() -> None:
     data_key = crypto.new_data_key()
     bomb = b"0" * 100_000
@@ -87,6 +96,25 @@ def test_decompression_is_bounded() -> None:
     with pytest.raises(crypto.ContentTooLarge):
         crypto.open_batch(data_key, sealed.nonce, sealed.ciphertext, batch_id=BATCH_ID,
                           person_id=1, category_key="pointer", max_size=50_000)
+    assert crypto.open_batch(data_key, sealed.nonce, sealed.ciphertext, batch_id=BATCH_ID,
+                             person_id=1, category_key="pointer", max_size=100_000) == bomb
+    nonce, ciphertext = _sealed_with_zlib(data_key, bomb)
+    with pytest.raises(crypto.ContentTooLarge):
+        crypto.open_batch(data_key, nonce, ciphertext, batch_id=BATCH_ID, person_id=1,
+                          category_key="pointer", max_size=50_000)
+
+
+def test_batches_sealed_before_zstandard_still_open() -> None:
+    data_key = crypto.new_data_key()
+    nonce, ciphertext = _sealed_with_zlib(data_key, PLAINTEXT)
+    assert crypto.open_batch(data_key, nonce, ciphertext, batch_id=BATCH_ID, person_id=1,
+                             category_key="pointer", max_size=1 << 20) == PLAINTEXT
+    sealed = crypto.seal_batch(data_key, PLAINTEXT, batch_id=BATCH_ID, person_id=1,
+                               category_key="pointer")
+    compressed = AESGCM(data_key).decrypt(
+        sealed.nonce, sealed.ciphertext,
+        crypto.associated_data(crypto.BATCH_CONTEXT, BATCH_ID, 1, "pointer"))
+    assert compressed.startswith(b"\x28\xb5\x2f\xfd")  # new batches: a Zstandard frame
 
 
 def test_associated_data_is_canonical_and_unambiguous() -> None:
