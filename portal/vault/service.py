@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import hashlib
 import json
 import re
 import uuid
@@ -32,9 +31,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     func,
-    insert,
     select,
-    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -61,9 +58,6 @@ MAX_IDEMPOTENCY_KEY_LENGTH = 255
 MAX_FIELD_ERRORS = 50
 #: How far in the future a batch may claim to end: collectors' clocks drift a little.
 CLOCK_SKEW = dt.timedelta(minutes=5)
-#: First half of the PostgreSQL advisory lock key that serialises retries of one idempotency
-#: key (the second half is a hash of the key); "VA" for vault.
-_IDEMPOTENCY_LOCK_SPACE = 0x5641
 #: How many data keys a master-key rotation re-wraps per locked chunk.
 _ROTATION_CHUNK = 500
 
@@ -716,30 +710,30 @@ def _consent_and_key_statement() -> Select[Any]:
             .with_for_update(read=True, of=[ConsentStatus.__table__, DataKey.__table__]))
 
 
+def _earlier_batch(collector_id: int | None, idempotency_key: str | None,
+                   ) -> CollectedBatch | None:
+    """Return the batch stored under the collector's idempotency key, if there is one."""
+    if idempotency_key is None:
+        return None
+    return db.scalars(select(CollectedBatch).where(
+        CollectedBatch.collector_id == collector_id,
+        CollectedBatch.idempotency_key == idempotency_key)).one_or_none()
+
+
 @functools.cache
-def _earlier_batch_statement() -> Select[tuple[int]]:
-    """Return the statement that finds the batch stored under an idempotency key, by its id.
+def _insert_batch_statement(dialect: str) -> Any:
+    """Return the INSERT of a batch that stores nothing if its idempotency key is taken.
 
-    Its id only: a retry is rare, and only then is the batch loaded (by :func:`_replay`).
+    It returns the new row's id, so no row means a retry (or a reused key), answered by
+    :func:`_replay`. On PostgreSQL a second request with the same key waits in this insert
+    until the first commits or rolls back, then sees its row or stores its own: retries of
+    one key are serialised by the unique constraint itself, without a statement of their own.
     """
-    return select(CollectedBatch.id).where(
-        CollectedBatch.collector_id == bindparam("collector_id"),
-        CollectedBatch.idempotency_key == bindparam("idempotency_key"))
-
-
-_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:space, :key)")
-_INSERT_BATCH = insert(CollectedBatch.__table__)
-
-
-def _lock_idempotency_key(collector_id: int, idempotency_key: str) -> None:
-    """Make retries of one key wait for each other (PostgreSQL; SQLite is already serial)."""
-    if db.get_bind().dialect.name != "postgresql":
-        return
-    digest = hashlib.sha256(f"{collector_id}\x00{idempotency_key}".encode()).digest()
-    # On the session's connection: a Core statement needs none of the ORM's work around it.
-    db.connection().execute(_ADVISORY_LOCK,
-               {"space": _IDEMPOTENCY_LOCK_SPACE,
-                "key": int.from_bytes(digest[:4], "big", signed=True)})
+    table = CollectedBatch.__table__
+    insert_for = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (insert_for(table)
+            .on_conflict_do_nothing(index_elements=["collector_id", "idempotency_key"])
+            .returning(table.c.id))
 
 
 def _replay(earlier: CollectedBatch, *, person_id: int, category_key: str, plaintext: bytes,
@@ -812,32 +806,42 @@ def ingest_batch(person: BatchSubject, category: BatchRules, *, events: object,
                             collected_to=collected_to, dss_level=dss_level,
                             collector_id=collector_id, idempotency_key=idempotency_key)
     assert isinstance(events, list)
+
+    def replay(earlier: CollectedBatch) -> IngestResult:
+        return _replay(earlier, person_id=person.id, category_key=category.key,
+                       plaintext=plaintext, event_count=len(events),
+                       collected_from=collected_from, collected_to=collected_to,
+                       dss_level=dss_level)
+
     _serialise_writers(person.id, category.key)
-    if idempotency_key is not None:
-        assert collector_id is not None
-        _lock_idempotency_key(collector_id, idempotency_key)
-        earlier_id = db.connection().scalar(_earlier_batch_statement(), {
-            "collector_id": collector_id, "idempotency_key": idempotency_key})
-        if earlier_id is not None:
-            earlier = db.get_one(CollectedBatch, earlier_id)
-            return _replay(earlier, person_id=person.id, category_key=category.key,
-                           plaintext=plaintext, event_count=len(events),
-                           collected_from=collected_from, collected_to=collected_to,
-                           dss_level=dss_level)
-    key, material = _consent_and_key(person.id, category)
+    try:
+        key, material = _consent_and_key(person.id, category)
+    except (ConsentRequired, ObjectionUpheld):
+        # A retry of a batch stored while collection was allowed: its first answer was lost,
+        # and the collector learns that the batch was stored after all.
+        earlier = _earlier_batch(collector_id, idempotency_key)
+        if earlier is None:
+            raise
+        return replay(earlier)
     public_id = str(uuid.uuid4())
     sealed = crypto.seal_batch(material, plaintext, batch_id=public_id, person_id=person.id,
                                category_key=category.key)
     received_at = utcnow()
     # A plain INSERT rather than an ORM object and a flush: nothing here reads the row
     # back, and the unit of work would double the cost of storing it.
-    db.connection().execute(_INSERT_BATCH, {
+    stored = db.connection().scalar(_insert_batch_statement(db.get_bind().dialect.name), {
         "public_id": public_id, "person_id": person.id, "category_key": category.key,
         "data_key_id": key.id, "collector_id": collector_id,
         "idempotency_key": idempotency_key, "collected_from": collected_from,
         "collected_to": collected_to, "received_at": received_at, "dss_level": dss_level,
         "event_count": len(events), "compressed_size": sealed.compressed_size,
         "nonce": sealed.nonce, "ciphertext": sealed.ciphertext})
+    if stored is None:
+        earlier = _earlier_batch(collector_id, idempotency_key)
+        if earlier is None:  # purged or erased since the insert saw it: rare, and harmless
+            raise VaultError("a batch with this idempotency key was deleted while this one "
+                             "was being stored; send it again")
+        return replay(earlier)
     return IngestResult(public_id, created=True, event_count=len(events),
                         received_at=received_at)
 

@@ -223,3 +223,54 @@ def test_concurrent_batches_and_a_withdrawal_leave_no_batch_after_it(pg_app: Fla
     assert not [r for r in stored if r[0] > withdrawn_at], "a batch begun after was stored"
     assert all(r[2] == "refused" for r in results if r[0] > withdrawn_at)
     assert _batches(pg_app) == len(stored) == committed_before
+
+
+@pytest.mark.parametrize("first_commits", [True, False], ids=["first commits", "first fails"])
+def test_two_sends_of_one_idempotency_key_store_one_batch(pg_app: Flask,
+                                                          first_commits: bool) -> None:
+    """A collector that times out and sends again while its first request is still being
+    stored: the second waits in its insert for the first to end, then answers with the first
+    batch, or stores its own if the first failed."""
+    from portal.api.service import register_collector
+
+    with pg_app.app_context():
+        collector_id = register_collector("laptop-agent", ["keystrokes"])[0].id
+        ingest(_alex(), "keystrokes", keystroke_events("earlier"))  # makes the data key
+        commit()
+    events = keystroke_events("sent twice")
+    results: dict[str, Any] = {}
+    failed = threading.Event()
+
+    def send(name: str) -> None:
+        results[name] = ingest(_alex(), "keystrokes", events, collector_id=collector_id,
+                               idempotency_key="agent/42")
+
+    def first_work() -> None:
+        send("first")
+        if not first_commits:
+            first.flushed.set()
+            first.release.wait(WAIT)
+            failed.set()
+            raise RuntimeError("the first request fails before it commits")
+
+    first = Side(pg_app, first_work, hold=first_commits)
+    first.start()
+    assert first.flushed.wait(WAIT) and "first" in results
+    second = Side(pg_app, lambda: send("second"), hold=False)
+    second.start()
+    assert second.connected.wait(WAIT)
+    assert first.pid in _blockers(pg_app, second.pid)
+    first.release.set()
+    first.join(WAIT)
+    second.join(WAIT)
+
+    assert second.outcome == "committed"
+    if first_commits:
+        assert first.outcome == "committed"
+        assert (results["second"].public_id, results["second"].created) == (
+            results["first"].public_id, False)
+    else:
+        assert failed.is_set() and isinstance(first.outcome, RuntimeError)
+        assert results["second"].created
+        assert results["second"].public_id != results["first"].public_id
+    assert _batches(pg_app) == 2
