@@ -15,13 +15,14 @@ from typing import Any
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import SelectMultipleField, StringField, SubmitField, URLField, widgets
+from wtforms import StringField, SubmitField, URLField
 from wtforms.validators import URL, DataRequired, Length, Optional
 
 from portal.api.auth import ApiError
 from portal.api.models import CollectionAction
 from portal.api.service import MAX_NAME_LENGTH
 from portal.db import utcnow
+from portal.fields import CheckboxesField
 from portal.vault.service import CLOCK_SKEW, parse_timestamp
 from portal.webhook_urls import WebhookAddress
 
@@ -232,10 +233,9 @@ class CollectorForm(FlaskForm):
         validators=[DataRequired(message=_l("Enter the collector's name.")),
                     Length(max=MAX_NAME_LENGTH, message=_l(
                         "The name must be %(max)d characters or fewer.", max=MAX_NAME_LENGTH))])
-    categories = SelectMultipleField(
+    categories = CheckboxesField(
         # The service checks the keys against the catalog in force, with our own words.
         _l("Categories it records"), choices=[], validate_choice=False,
-        option_widget=widgets.CheckboxInput(), widget=widgets.ListWidget(prefix_label=False),
         validators=[DataRequired(message=_l("Choose at least one category."))])
     webhook_url = URLField(
         # i18n: the address the portal calls to tell a collector at once of a withdrawal

@@ -6,24 +6,11 @@ import datetime as dt
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import SelectMultipleField, SubmitField
+from wtforms import SubmitField
 from wtforms.validators import Optional, ValidationError
-from wtforms.widgets import CheckboxInput, ListWidget
 
 from portal.dates import FIRST_DAY_EXAMPLE, LAST_DAY_EXAMPLE, DayField
-
-
-class CheckboxesField(SelectMultipleField):
-    """Several choices as a list of checkboxes (one label each), not a multi-select box."""
-
-    widget = ListWidget(prefix_label=False)
-    option_widget = CheckboxInput()
-
-    def pre_validate(self, form: FlaskForm) -> None:
-        """Accept only the categories offered (a crafted form gets a plain message)."""
-        offered = {str(value) for value, *_rest in self.choices or []}
-        if any(value not in offered for value in self.data or []):
-            raise ValidationError(_l("Choose only from the categories listed."))
+from portal.fields import CheckboxesField
 
 
 class DownloadForm(FlaskForm):

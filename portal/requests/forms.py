@@ -11,7 +11,6 @@ from wtforms import (
     BooleanField,
     RadioField,
     SelectChoice,
-    SelectMultipleField,
     SubmitField,
     TextAreaField,
 )
@@ -21,17 +20,10 @@ from wtforms.validators import (
     Optional,
     ValidationError,
 )
-from wtforms.widgets import CheckboxInput, ListWidget
 
 from portal.dates import FIRST_DAY_EXAMPLE, LAST_DAY_EXAMPLE, DayField, written_day
+from portal.fields import CheckboxesField
 from portal.requests.service import MAX_REASON
-
-
-class CheckboxesField(SelectMultipleField):
-    """Several choices as checkboxes (works without JavaScript)."""
-
-    widget = ListWidget(prefix_label=False)
-    option_widget = CheckboxInput()
 
 
 class DeletionRequestForm(FlaskForm):
