@@ -86,9 +86,24 @@ def _filter_form(titles: dict[str, str]) -> RecordFilterForm:
     return form
 
 
-def filter_args() -> dict[str, str]:
-    """Return the filters of this request's query string, to carry them into links and forms."""
-    return {name: value for name in FILTER_FIELDS if (value := request.args.get(name, ""))}
+def filter_args(form: RecordFilterForm | None) -> dict[str, str]:
+    """Return the filters in use, to carry them into links and the export form.
+
+    From the valid ``form``, days as ISO dates (what a date picker sends), which the page
+    reads in every language: a day typed in words in one language would not be read after
+    HR switched to another. Without one (filters not valid), the query string as it came,
+    so that an export refuses them too rather than dropping them.
+    """
+    if form is None:
+        return {name: value for name in FILTER_FIELDS if (value := request.args.get(name, ""))}
+    carried = {}
+    for name in FILTER_FIELDS:
+        value = form[name].data
+        if isinstance(value, dt.date):
+            carried[name] = value.isoformat()
+        elif value:
+            carried[name] = str(value)
+    return carried
 
 
 def _group_name(name: str) -> str:
@@ -167,7 +182,7 @@ def _render(filter_form: RecordFilterForm, export_form: ExportForm, titles: dict
                                             **_filter_detail(filters)})
     return render_template(
         "hr/index.html", filter_form=filter_form, export_form=export_form, page=page,
-        titles=titles, filters=filters, filter_args=filter_args(),
+        titles=titles, filters=filters, filter_args=filter_args(filter_form if valid else None),
         as_of_day=filter_form.as_of.data if valid else None,
         export_formats=EXPORT_FORMATS, **_aggregates(filters))
 

@@ -17,7 +17,7 @@ from portal.auth.models import Person
 from portal.consent.models import ConsentState
 from portal.db import commit, db
 from portal.hr.service import RecordFilter, end_of_day, records_page, records_select
-from tests.hr.conftest import T0, add_people, decide, person_id
+from tests.hr.conftest import T0, add_people, csrf_token, decide, person_id
 
 GIVEN, WITHDRAWN, REFUSED = ConsentState.GIVEN, ConsentState.WITHDRAWN, ConsentState.REFUSED
 
@@ -204,6 +204,19 @@ def test_date_filters_give_a_day_in_the_pages_language_and_read_one_typed(
     views = _views(app)
     assert len(views) == seen + 1
     assert json.loads(views[-1].detail)["filter_asOf"] == day(5).isoformat()
+    # The export form carries the day the same way, so it still works after HR switches to
+    # English (where "7. März 2026" would not be read).
+    action = markup.unescape(re.search(r'<form method="post" action="([^"]+)" class="hr-export"',
+                                       page).group(1))
+    assert "as_of=2026-03-07" in action and "location=__none__" in action
+    with app.app_context():
+        db.execute(update(Person).where(Person.id == person_id(app, "sub-chris"))
+                   .values(locale="en"))
+        commit()
+    english = hr.post(action, data={"csrf_token": csrf_token(hr), "format": "csv",
+                                    "purpose": "Audit of withdrawn consent"})
+    assert english.status_code == 200, english.get_data(as_text=True)[:500]
+    assert english.get_data(as_text=True).count("\n") == 2  # the header and Dee's record
 
 
 def test_pages_of_records(app: Flask, history: dict[str, int]) -> None:
