@@ -108,6 +108,16 @@ def _blockers(app: Flask, pid: int) -> set[int]:
     raise AssertionError(f"backend {pid} never waited for a lock")
 
 
+def _wait_behind(app: Flask, holder: Side, waiter: Side) -> None:
+    """Start ``waiter``, see it wait for ``holder``'s lock, release ``holder``; end both."""
+    waiter.start()
+    assert waiter.connected.wait(WAIT)
+    assert holder.pid in _blockers(app, waiter.pid)
+    holder.release.set()
+    holder.join(WAIT)
+    waiter.join(WAIT)
+
+
 def _batches(app: Flask) -> int:
     with app.app_context():
         return db.scalar(select(func.count()).select_from(CollectedBatch)) or 0
@@ -140,12 +150,7 @@ def test_a_withdrawal_that_commits_first_makes_the_waiting_batch_fail(
     # The withdrawal has updated the consent row and not committed yet; the batch arrives.
     batch = Side(pg_app, lambda: ingest(_alex(), "keystrokes", keystroke_events("late")),
                  hold=False)
-    batch.start()
-    assert batch.connected.wait(WAIT)
-    assert withdrawal.pid in _blockers(pg_app, batch.pid)
-    withdrawal.release.set()
-    withdrawal.join(WAIT)
-    batch.join(WAIT)
+    _wait_behind(pg_app, withdrawal, batch)
 
     assert withdrawal.outcome == "committed"
     assert isinstance(batch.outcome, ConsentRequired)
@@ -257,12 +262,7 @@ def test_two_sends_of_one_idempotency_key_store_one_batch(pg_app: Flask,
     first.start()
     assert first.flushed.wait(WAIT) and "first" in results
     second = Side(pg_app, lambda: send("second"), hold=False)
-    second.start()
-    assert second.connected.wait(WAIT)
-    assert first.pid in _blockers(pg_app, second.pid)
-    first.release.set()
-    first.join(WAIT)
-    second.join(WAIT)
+    _wait_behind(pg_app, first, second)
 
     assert second.outcome == "committed"
     if first_commits:
