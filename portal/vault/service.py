@@ -556,6 +556,11 @@ def _live_key_statement(lock: bool) -> Select[tuple[DataKey]]:
     return statement
 
 
+def _insert_for(dialect: str) -> Any:
+    """Return the dialect's INSERT construct, the one with ``on_conflict_do_nothing``."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
 def _data_key_for_writing(person_id: int, category_key: str) -> tuple[DataKey, bytes]:
     """Return the live data key of (person, category) and its material, making it if needed."""
     master = configured_master_key()
@@ -568,8 +573,7 @@ def _data_key_for_writing(person_id: int, category_key: str) -> tuple[DataKey, b
                   "wrapped_key": crypto.wrap_data_key(master, material, key_id=key_id,
                                                       person_id=person_id,
                                                       category_key=category_key)}
-        dialect = db.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        insert = _insert_for(db.get_bind().dialect.name)
         # Two first batches at once both try to make the key; the second one's insert does
         # nothing (after waiting for the first to commit) and both use the same key.
         db.execute(insert(DataKey).values(**values).on_conflict_do_nothing(
@@ -730,8 +734,7 @@ def _insert_batch_statement(dialect: str) -> Any:
     one key are serialised by the unique constraint itself, without a statement of their own.
     """
     table = CollectedBatch.__table__
-    insert_for = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return (insert_for(table)
+    return (_insert_for(dialect)(table)
             .on_conflict_do_nothing(index_elements=["collector_id", "idempotency_key"])
             .returning(table.c.id))
 
