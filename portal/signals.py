@@ -1,0 +1,19 @@
+"""The portal's domain events: a lower package sends one, the higher packages that care subscribe.
+
+Packages form one-way layers (docs/architecture.md). When a change in a lower package must move
+a higher one ("notice published", "consent withdrawn", "person erased"), the lower one sends a
+signal named here and never imports the higher one; the higher one connects a receiver in its
+``init_app`` (or at import of its ``service`` module). Receivers run inside the sender's unit of
+work: they flush, never commit, and an exception in one undoes the whole change, as it should
+(an audit entry or an erasure that failed must not leave the change it belongs to in place).
+Work that must wait for the commit (mail, webhooks, the shred journal) is queued with
+``portal.db.after_commit``.
+
+Each signal says who sends it and what the keyword arguments are.
+"""
+
+from __future__ import annotations
+
+from blinker import Namespace
+
+_portal = Namespace()
