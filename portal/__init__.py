@@ -8,11 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
-from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 ROOT = Path(__file__).resolve().parent.parent
-csrf = CSRFProtect()
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -25,6 +23,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         config,
         consent,
         db,
+        errors,
         exports,
         hr,
         i18n,
@@ -36,7 +35,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from portal.api.app import create_api_app
     from portal.api.app import mount as mount_collector_api
     from portal.api.views import init_app as init_collector_api
-    from portal.core import errors
     from portal.core.views import bp as core_bp
     from portal.observability import logs, metrics
 
@@ -68,7 +66,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app)
     i18n.init_app(app)
     navigation.init_app(app)
-    csrf.init_app(app)
+    security.csrf.init_app(app)
     limits.init_app(app)
     auth.init_app(app)
     security.init_app(app, identity_provider=app.extensions["portal.oidc"].expected_issuer)

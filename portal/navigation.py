@@ -9,18 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask import Flask, current_app, request, url_for
-from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel.speaklater import LazyString
 from flask_login import current_user
 
+from portal.auth.access import describe_roles
 from portal.auth.models import Person, Role
-
-ROLE_NAMES = {
-    Role.HR: _l("HR"),
-    Role.DPO: _l("Data protection officer"),
-    Role.ADMIN: _l("Privacy administrator"),
-}
 
 
 @dataclass(frozen=True)
@@ -72,8 +66,7 @@ def navigation() -> list[Link]:
 
 def role_names(person: Person) -> str:
     """Name the person's roles in their language; everyone is an employee."""
-    names = [_("Employee")] + [str(ROLE_NAMES[Role(role)]) for role in person.roles]
-    return ", ".join(names)
+    return describe_roles(person.roles)
 
 
 def init_app(app: Flask) -> None:

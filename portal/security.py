@@ -7,8 +7,11 @@ from urllib.parse import urlsplit
 from flask import Flask, abort, current_app, request, session
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
+from flask_wtf.csrf import CSRFProtect
 from werkzeug.wrappers import Response
 
+#: CSRF protection of every form; views called server to server are exempted where defined.
+csrf = CSRFProtect()
 HSTS = ("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
 FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 NUL_REFUSED = _l("The request contained a NUL character, which no text in the portal may "

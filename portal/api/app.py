@@ -49,10 +49,9 @@ def create_api_app(portal: Flask) -> Flask:
     """Build the collector API's app from the portal's app: same settings, same pool."""
     from flask_babel import Babel
 
-    from portal import db, security
+    from portal import db, errors, security
     from portal.api.service import AUTOCOMMIT_ENGINE
     from portal.api.views import bp
-    from portal.core import errors
     from portal.observability import logs, metrics
 
     assert AUTOCOMMIT_ENGINE in SHARED_EXTENSIONS

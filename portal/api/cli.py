@@ -110,6 +110,15 @@ class DemoCollection:
     by_category: dict[str, int] = field(default_factory=dict)
 
 
+def seed_demo_step() -> str:
+    """Seed the demo collections (a step of ``portal demo seed``) and say what was done."""
+    report = seed_demo_collections()
+    return (f"Demo collection: {report.consents_given} consents given, "
+            f"{report.batches_stored} batches ({report.events_stored} events) stored "
+            f"through the collector API, {report.batches_already_there} already there, "
+            f"{report.consents_withdrawn} withdrawals acknowledged by the collector.")
+
+
 def _demo_plan(subject: str, keys: list[str]) -> tuple[list[str], list[str]]:
     """Return which consent categories a demo person gives, and which of them they withdraw.
 

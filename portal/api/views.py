@@ -29,7 +29,6 @@ from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from portal import csrf
 from portal.api import openapi
 from portal.api.auth import (
     ApiError,
@@ -41,7 +40,7 @@ from portal.api.auth import (
     require_scope,
     require_token,
 )
-from portal.api.cli import collectors_group
+from portal.api.cli import collectors_group, seed_demo_step
 from portal.api.forms import (
     CollectorForm,
     RevokeForm,
@@ -71,12 +70,14 @@ from portal.api.service import (
     unacknowledged_stops,
 )
 from portal.auth.access import role_required
+from portal.auth.demo.cli import register_seed_step
 from portal.auth.models import Role
 from portal.consent.models import ConsentState
 from portal.consent.service import category_titles, current_notice_version
 from portal.db import db, get_engine
 from portal.i18n import current_locale
 from portal.observability import metrics
+from portal.security import csrf
 from portal.vault.service import (
     BatchInvalid,
     BatchTooLarge,
@@ -444,3 +445,5 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.register_blueprint(admin_bp)
     app.cli.add_command(collectors_group)
+    if app.config["DEMO"]:
+        register_seed_step(app, seed_demo_step)

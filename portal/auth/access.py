@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import ParamSpec, TypeVar
 
 from flask import abort, current_app, redirect, request, session, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
@@ -16,6 +18,17 @@ from portal.db import utcnow
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+ROLE_NAMES = {
+    Role.HR: _l("HR"),
+    Role.DPO: _l("Data protection officer"),
+    Role.ADMIN: _l("Privacy administrator"),
+}
+
+
+def describe_roles(roles: Iterable[str]) -> str:
+    """Name someone's roles in the page's language; everyone is an employee."""
+    return ", ".join([_("Employee")] + [str(ROLE_NAMES[Role(role)]) for role in roles])
 
 
 def role_required(*roles: Role) -> Callable[[Callable[P, R]], Callable[P, R]]:

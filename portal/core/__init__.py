@@ -1,1 +1,1 @@
-"""Pages that belong to no single feature: the dashboard, language choice, health, errors."""
+"""Pages that belong to no single feature: the dashboard, language choice, health."""

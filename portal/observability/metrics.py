@@ -16,6 +16,8 @@ import hmac
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 from flask import Flask, abort, current_app, g, request
 from prometheus_client import (
@@ -73,32 +75,51 @@ def count_refused_batch(reason: str) -> None:
         REFUSED_BATCHES.labels(reason).inc()
 
 
+#: Where the packages that keep requests with a legal deadline register them (``app.extensions``).
+DEADLINE_KINDS = "portal.metrics.deadline_kinds"
+
+
+@dataclass(frozen=True)
+class DeadlineKind:
+    """A kind of request with a legal deadline: its label, its table, the states it is open in.
+
+    The table needs ``state`` and ``due_at`` columns. The package that owns the requests
+    registers it (:func:`register_deadline_kind`): metrics sits below every feature package
+    and must not import them.
+    """
+
+    kind: str
+    table: Any
+    open_states: tuple[str, ...]
+
+
+def register_deadline_kind(app: Flask, kind: DeadlineKind) -> None:
+    """Report ``kind``'s open and overdue requests in the ``portal_requests_*`` gauges."""
+    app.extensions.setdefault(DEADLINE_KINDS, []).append(kind)
+
+
 class OpenRequestsCollector(Collector):
     """The DPO's open requests by kind and state, and how many are overdue, read at scrape."""
 
+    def __init__(self, kinds: list[DeadlineKind]) -> None:
+        self.kinds = kinds
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """Read the counts in one query and report them as gauges."""
-        from portal.catalog.models import Objection, ObjectionState
-        from portal.requests.models import DeletionRequest, RequestState
-
         now = utcnow()
-        open_deletions = [state.value for state in RequestState if not state.finished]
-        open_objections = [ObjectionState.RECEIVED.value, ObjectionState.EXTENDED.value]
 
-        def counts(kind: str, table: type[DeletionRequest] | type[Objection],
-                   states: list[str]) -> Select[tuple[str, str, int, int]]:
+        def counts(kind: DeadlineKind) -> Select[tuple[str, str, int, int]]:
+            table = kind.table
             overdue = func.sum(case((table.due_at < now, 1), else_=0))
-            return (select(literal(kind), table.state, func.count(), overdue)
-                    .where(table.state.in_(states)).group_by(table.state))
+            return (select(literal(kind.kind), table.state, func.count(), overdue)
+                    .where(table.state.in_(kind.open_states)).group_by(table.state))
 
-        rows = db.execute(union_all(
-            counts("deletion", DeletionRequest, open_deletions),
-            counts("objection", Objection, open_objections))).all()
+        rows = db.execute(union_all(*map(counts, self.kinds))).all() if self.kinds else []
         opened = GaugeMetricFamily("portal_requests_open", "Requests not yet finished, by kind "
                                    "(deletion, objection) and state.", labels=["kind", "state"])
         overdue = GaugeMetricFamily("portal_requests_overdue", "Requests not yet finished whose "
                                     "legal deadline has passed, by kind.", labels=["kind"])
-        late = {"deletion": 0, "objection": 0}
+        late = {kind.kind: 0 for kind in self.kinds}
         for kind, state, count, past_due in rows:
             opened.add_metric([kind, str(getattr(state, "value", state))], count)
             late[kind] += int(past_due or 0)
@@ -116,7 +137,7 @@ def exposition() -> bytes:
     else:
         processes = REGISTRY
     gauges = CollectorRegistry()
-    gauges.register(OpenRequestsCollector())
+    gauges.register(OpenRequestsCollector(current_app.extensions.get(DEADLINE_KINDS, [])))
     return generate_latest(processes) + generate_latest(gauges)
 
 

@@ -18,12 +18,11 @@ from flask import (
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
-from portal import csrf
+from portal.auth.access import describe_roles
 from portal.auth.demo.forms import DemoSignInForm, DemoSignOutForm
 from portal.auth.demo.provider import PATHS, describe_provider, issuer, provider
 from portal.auth.demo.service import DemoPerson, portal_roles, public_key_set
-from portal.auth.models import Role
-from portal.navigation import ROLE_NAMES
+from portal.security import csrf
 
 bp = Blueprint("demo_idp", __name__, url_prefix="/demo-idp")
 log = logging.getLogger(__name__)
@@ -43,8 +42,7 @@ def _choices() -> list[PersonChoice]:
     for person in provider().people.values():
         roles = portal_roles(person, roles_claim=config["OIDC_ROLES_CLAIM"],
                              role_map=config["ROLE_MAP"])
-        names = [_("Employee")] + [str(ROLE_NAMES[Role(role)]) for role in roles]
-        choices.append(PersonChoice(person, ", ".join(names)))
+        choices.append(PersonChoice(person, describe_roles(roles)))
     return choices
 
 
