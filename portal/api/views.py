@@ -77,7 +77,8 @@ from portal.consent.service import category_titles, current_notice_version
 from portal.db import db, get_engine
 from portal.i18n import current_locale
 from portal.observability import metrics
-from portal.vault.service import (
+from portal.vault.checks import check_batch
+from portal.vault.errors import (
     BatchInvalid,
     BatchTooLarge,
     ConsentRequired,
@@ -86,9 +87,8 @@ from portal.vault.service import (
     UnknownCategory,
     VaultError,
     VaultIntegrityError,
-    check_batch,
-    ingest_batch,
 )
+from portal.vault.ingest import ingest_batch
 
 log = logging.getLogger(__name__)
 
