@@ -18,7 +18,7 @@ from portal.db import db, utcnow
 from portal.vault import crypto, journal
 from portal.vault.keys import configured_master_key
 from portal.vault.models import CollectedBatch, DataKey
-from portal.vault.reading import overlapping
+from portal.vault.reading import batch_totals, overlapping
 
 
 @dataclass(frozen=True)
@@ -97,9 +97,7 @@ def purge_expired(*, now: dt.datetime | None = None,
         criteria = (CollectedBatch.category_key == category.key,
                     CollectedBatch.collected_to < cutoff)
         batches, events, oldest, newest = db.execute(
-            select(func.count(), func.sum(CollectedBatch.event_count),
-                   func.min(CollectedBatch.collected_from),
-                   func.max(CollectedBatch.collected_to)).where(*criteria)).one()
+            select(*batch_totals()).where(*criteria)).one()
         if not batches:
             continue
         people = tuple(db.scalars(select(CollectedBatch.person_id).where(*criteria)
@@ -126,10 +124,7 @@ def count_in_scope(person_id: int, category_key: str, *, since: dt.datetime | No
                 CollectedBatch.category_key == category_key, *overlapping(since, until)]
     if received_before is not None:
         criteria.append(CollectedBatch.received_at <= received_before)
-    batches, events, first, last = db.execute(
-        select(func.count(), func.sum(CollectedBatch.event_count),
-               func.min(CollectedBatch.collected_from), func.max(CollectedBatch.collected_to))
-        .where(*criteria)).one()
+    batches, events, first, last = db.execute(select(*batch_totals()).where(*criteria)).one()
     return ScopeCount(int(batches or 0), int(events or 0), first, last)
 
 

@@ -13,14 +13,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, Row, func, select
 
 from portal.auth.models import Person
 from portal.db import db
 from portal.vault import crypto
 from portal.vault.checks import MAX_CONTENT_BYTES
 from portal.vault.errors import VaultIntegrityError
-from portal.vault.keys import configured_master_key, unwrap
+from portal.vault.keys import configured_master_key, live_key, unwrap
 from portal.vault.models import CollectedBatch, DataKey
 
 
@@ -51,7 +51,7 @@ class HeldSummary:
     dss_levels: dict[int, int]
 
 
-def decrypt_batch(material: bytes, batch: CollectedBatch) -> bytes:
+def decrypt_batch(material: bytes, batch: CollectedBatch | Row[Any]) -> bytes:
     """Return a batch's events as the JSON they were sealed as, opened with its data key.
 
     :raise VaultIntegrityError: the batch does not open (altered, or moved to another row).
@@ -62,6 +62,13 @@ def decrypt_batch(material: bytes, batch: CollectedBatch) -> bytes:
                                  category_key=batch.category_key, max_size=MAX_CONTENT_BYTES)
     except crypto.DecryptionFailed as exc:
         raise VaultIntegrityError(str(exc)) from exc
+
+
+def _decrypted(material: bytes, batch: CollectedBatch | Row[Any]) -> DecryptedBatch:
+    """Return a batch (an ORM object or a row with its columns) as its subject reads it."""
+    return DecryptedBatch(batch.public_id, batch.category_key, batch.collected_from,
+                          batch.collected_to, batch.received_at, batch.dss_level,
+                          json.loads(decrypt_batch(material, batch)))
 
 
 def overlapping(since: dt.datetime | None,
@@ -76,6 +83,16 @@ def overlapping(since: dt.datetime | None,
     if until is not None:
         criteria.append(CollectedBatch.collected_from <= until)
     return criteria
+
+
+def batch_totals() -> tuple[ColumnElement[Any], ...]:
+    """Return the columns that sum up the batches selected: count, events, first and last time.
+
+    Metadata only: the number of batches and of their events, the start of the earliest
+    collection window and the end of the latest.
+    """
+    return (func.count(), func.sum(CollectedBatch.event_count),
+            func.min(CollectedBatch.collected_from), func.max(CollectedBatch.collected_to))
 
 
 def read_own_batches(subject: Person, category_key: str | None = None, *,
@@ -108,9 +125,7 @@ def read_own_batches(subject: Person, category_key: str | None = None, *,
     for batch in batches:
         if batch.data_key_id not in materials:
             materials[batch.data_key_id] = unwrap(master, keys[batch.data_key_id])
-        events = json.loads(decrypt_batch(materials[batch.data_key_id], batch))
-        yield DecryptedBatch(batch.public_id, batch.category_key, batch.collected_from,
-                             batch.collected_to, batch.received_at, batch.dss_level, events)
+        yield _decrypted(materials[batch.data_key_id], batch)
 
 
 def stream_own_batches(subject: Person, category_key: str, *,
@@ -127,9 +142,7 @@ def stream_own_batches(subject: Person, category_key: str, *,
 
     :raise VaultIntegrityError: a batch does not open (wrong master key, moved or altered).
     """
-    key = db.scalar(select(DataKey).where(DataKey.person_id == subject.id,
-                                          DataKey.category_key == category_key,
-                                          DataKey.destroyed_at.is_(None)))
+    key = live_key(subject.id, category_key, lock=False)
     if key is None:
         return
     material = unwrap(configured_master_key(), key)
@@ -145,16 +158,7 @@ def stream_own_batches(subject: Person, category_key: str, *,
         .order_by(*order)
         .execution_options(yield_per=rows_per_fetch))
     for row in rows:
-        try:
-            plaintext = crypto.open_batch(material, row.nonce, row.ciphertext,
-                                          batch_id=row.public_id, person_id=row.person_id,
-                                          category_key=row.category_key,
-                                          max_size=MAX_CONTENT_BYTES)
-        except crypto.DecryptionFailed as exc:
-            raise VaultIntegrityError(str(exc)) from exc
-        yield DecryptedBatch(row.public_id, row.category_key, row.collected_from,
-                             row.collected_to, row.received_at, row.dss_level,
-                             json.loads(plaintext))
+        yield _decrypted(material, row)
 
 
 def held_summary(person_id: int) -> dict[str, HeldSummary]:
@@ -164,9 +168,7 @@ def held_summary(person_id: int) -> dict[str, HeldSummary]:
     rows, and are not counted.
     """
     rows = db.execute(
-        select(CollectedBatch.category_key, CollectedBatch.dss_level, func.count(),
-               func.sum(CollectedBatch.event_count), func.min(CollectedBatch.collected_from),
-               func.max(CollectedBatch.collected_to))
+        select(CollectedBatch.category_key, CollectedBatch.dss_level, *batch_totals())
         .join(DataKey, DataKey.id == CollectedBatch.data_key_id)
         .where(CollectedBatch.person_id == person_id, DataKey.destroyed_at.is_(None))
         .group_by(CollectedBatch.category_key, CollectedBatch.dss_level)).all()
