@@ -117,7 +117,7 @@ def _store(values: dict[str, Any], jobs: list[tuple[int, int, int]]) -> int:
     """Store events through the vault's ingestion: jobs of (person id, events, batch size)."""
     from portal.auth.models import Person
     from portal.db import commit, db, get_engine
-    from portal.vault.service import find_category, ingest_batch
+    from portal.vault.ingest import find_category, ingest_batch
 
     app = _app(values)
     stored = 0

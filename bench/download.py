@@ -84,7 +84,7 @@ def seed(events_by_person: dict[str, int]) -> dict[str, int]:
     from portal.consent.models import ConsentMethod
     from portal.consent.service import current_notice_version, grant_consent
     from portal.db import commit, get_engine
-    from portal.vault.service import find_category, ingest_batch
+    from portal.vault.ingest import find_category, ingest_batch
 
     app = create_app()
     upgrade_database(app)

@@ -132,7 +132,7 @@ def seed(environment: dict[str, str]) -> tuple[str, list[tuple[int, str, dict[st
     from portal.consent.models import ConsentMethod
     from portal.consent.service import current_notice_version, grant_consent
     from portal.db import commit, get_engine
-    from portal.vault.service import find_category
+    from portal.vault.ingest import find_category
 
     app = create_app()
     upgrade_database(app)

@@ -31,6 +31,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         navigation,
         requests,
         security,
+        vault,
     )
     from portal.api.app import create_api_app
     from portal.api.app import mount as mount_collector_api
@@ -75,6 +76,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(core_bp)
     catalog.init_app(app)
     consent.init_app(app)
+    vault.init_app(app)
     requests.init_app(app)
     hr.init_app(app)
     exports.init_app(app)

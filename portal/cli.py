@@ -152,10 +152,7 @@ def translations_check() -> None:
 
 def init_app(app: Flask) -> None:
     """Attach the project's command groups to ``app``."""
-    from portal.vault.cli import vault_group
-
     app.cli.add_command(db_group)
-    app.cli.add_command(vault_group)
     if app.config["DEMO"]:
         from portal.auth.demo import demo_group
 

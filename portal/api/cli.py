@@ -166,7 +166,7 @@ def seed_demo_collections(*, days: int = 5, batches_per_day: int = 3) -> DemoCol
     )
     from portal.db import db
     from portal.vault.demo_data import PLANS, generate_batches
-    from portal.vault.service import find_category
+    from portal.vault.ingest import find_category
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if current_notice_version() is None:

@@ -23,7 +23,7 @@ from portal.api.models import CollectionAction
 from portal.api.service import MAX_NAME_LENGTH
 from portal.db import utcnow
 from portal.fields import CheckboxesField
-from portal.vault.service import CLOCK_SKEW, parse_timestamp
+from portal.vault.checks import CLOCK_SKEW, parse_timestamp
 from portal.webhook_urls import WebhookAddress
 
 MAX_SUBJECT_LENGTH = 255

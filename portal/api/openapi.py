@@ -14,7 +14,7 @@ from typing import Any
 
 from portal.catalog.models import LegalBasis
 from portal.consent.models import ConsentState
-from portal.vault.service import MAX_EVENTS, MAX_IDEMPOTENCY_KEY_LENGTH
+from portal.vault.checks import MAX_EVENTS, MAX_IDEMPOTENCY_KEY_LENGTH
 
 VERSION = "1.0.0"
 #: The example person and category, used by every example (the tests create them).

@@ -78,7 +78,8 @@ from portal.db import db, get_engine
 from portal.i18n import current_locale
 from portal.observability import metrics
 from portal.security import csrf
-from portal.vault.service import (
+from portal.vault.checks import check_batch
+from portal.vault.errors import (
     BatchInvalid,
     BatchTooLarge,
     ConsentRequired,
@@ -87,9 +88,8 @@ from portal.vault.service import (
     UnknownCategory,
     VaultError,
     VaultIntegrityError,
-    check_batch,
-    ingest_batch,
 )
+from portal.vault.ingest import ingest_batch
 
 log = logging.getLogger(__name__)
 

@@ -51,14 +51,9 @@ from portal.db import db
 from portal.exports.sections import DownloadSection
 from portal.pdf import render_pdf
 from portal.vault import crypto
-from portal.vault.service import (
-    DecryptedBatch,
-    HeldSummary,
-    configured_master_key,
-    held_summary,
-    parse_timestamp,
-    stream_own_batches,
-)
+from portal.vault.checks import parse_timestamp
+from portal.vault.keys import configured_master_key
+from portal.vault.reading import DecryptedBatch, HeldSummary, held_summary, stream_own_batches
 
 #: Bumped when a file of the download changes shape; written into manifest.json.
 FORMAT_VERSION = 1

@@ -45,7 +45,7 @@ from portal.requests.models import (
     RequestEvent,
     RequestState,
 )
-from portal.vault import service as vault
+from portal.vault import erasure as vault
 
 #: Reasons are read by people: enough for a page, short enough for a mail.
 MAX_REASON = 2000

@@ -33,8 +33,8 @@ def rotate_master_key(new_key_file: TextIO) -> None:
     again. Keys already under the new key are skipped, so running it again is safe.
     """
     from portal.vault.crypto import MasterKey
-    from portal.vault.service import VaultError
-    from portal.vault.service import rotate_master_key as rotate
+    from portal.vault.errors import VaultError
+    from portal.vault.keys import rotate_master_key as rotate
 
     try:
         new = MasterKey.from_base64(new_key_file.read())
@@ -65,7 +65,7 @@ def purge_expired(dry_run: bool) -> None:
     """Remove the batches older than their category's retention period and say what went."""
     from portal.audit.models import AuditAction, AuditRole
     from portal.audit.service import record
-    from portal.vault.service import purge_expired as purge
+    from portal.vault.erasure import purge_expired as purge
 
     report = purge(dry_run=dry_run)
     if not dry_run:

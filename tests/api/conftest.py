@@ -29,8 +29,9 @@ from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_f
 from portal.consent.models import ConsentMethod
 from portal.consent.service import current_notice_version, grant_consent, withdraw_consent
 from portal.db import commit, db
+from portal.vault.checks import parse_timestamp
+from portal.vault.ingest import find_category
 from portal.vault.models import CollectedBatch, DataKey
-from portal.vault.service import find_category, parse_timestamp
 from tests.conftest import _settings
 
 ISSUER = "http://127.0.0.1:9"

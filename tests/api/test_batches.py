@@ -14,7 +14,8 @@ from flask.testing import FlaskClient
 
 from portal.api.service import register_collector
 from portal.db import commit
-from portal.vault.service import MAX_EVENTS, read_own_batches
+from portal.vault.checks import MAX_EVENTS
+from portal.vault.reading import read_own_batches
 from tests.api.conftest import World, bearer, gzipped, iso, keystroke_batch, recent
 
 JSON = {"Content-Type": "application/json"}

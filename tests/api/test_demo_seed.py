@@ -11,7 +11,7 @@ from portal.api.service import acknowledgements_for, categories_in_force
 from portal.consent.service import current_states
 from portal.db import db
 from portal.vault.models import CollectedBatch
-from portal.vault.service import held_summary
+from portal.vault.reading import held_summary
 from tests.api.conftest import World
 
 SUBJECTS = [f"demo-{number}" for number in range(12)]

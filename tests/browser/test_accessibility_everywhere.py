@@ -50,7 +50,7 @@ from portal.db import commit, db
 from portal.i18n import LANGUAGES
 from portal.requests import service as requests_service
 from portal.requests.models import DeletionScope
-from portal.vault.service import find_category
+from portal.vault.ingest import find_category
 from tests.conftest import ACCOUNTS, PASSWORD, ROLE_MAP
 from tests.support.browser import (
     AXE,

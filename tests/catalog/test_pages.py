@@ -179,7 +179,7 @@ def test_dashboard_and_index_before_any_notice(app: Flask, client: FlaskClient,
 def test_what_is_held_comes_from_the_vault(shipped: Flask, client: FlaskClient,
                                            sign_in: SignIn) -> None:
     from portal.catalog.models import Category
-    from portal.vault.service import ingest_batch
+    from portal.vault.ingest import ingest_batch
 
     sign_in.login(client, "alex")
     client.post("/consent/keystrokes/grant", data={"csrf_token": csrf_token(client),

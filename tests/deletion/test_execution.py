@@ -14,7 +14,7 @@ from portal.consent.models import ConsentState, ConsentStatus, WebhookDelivery
 from portal.db import commit, db
 from portal.requests import service
 from portal.requests.models import DeletionScope, DeletionStep, RequestState
-from portal.vault import service as vault
+from portal.vault import erasure as vault
 from portal.vault.models import CollectedBatch, DataKey
 from tests.deletion.conftest import Cast, approved
 from tests.vault.conftest import ingest, keystroke_events, recent

@@ -1,6 +1,6 @@
 """Download test helpers: people signed in, their consent, batches stored through the vault.
 
-Batches go straight through :func:`portal.vault.service.ingest_batch` (what the collector API
+Batches go straight through :func:`portal.vault.ingest.ingest_batch` (what the collector API
 calls after parsing), each helper in its own application context and committed, so that the
 pages the test client opens afterwards see them.
 """
@@ -26,7 +26,8 @@ from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_f
 from portal.consent.models import ConsentMethod, ConsentStatus
 from portal.consent.service import current_notice_version, grant_consent
 from portal.db import commit, db, utcnow
-from portal.vault.service import find_category, ingest_batch, parse_timestamp
+from portal.vault.checks import parse_timestamp
+from portal.vault.ingest import find_category, ingest_batch
 from tests.conftest import ACCOUNTS, SignIn
 
 _CSRF = re.compile(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"')

@@ -38,7 +38,8 @@ from portal.consent.service import current_notice_version, grant_consent
 from portal.db import commit, db
 from portal.requests import service as requests_service
 from portal.requests.models import DeletionScope
-from portal.vault.service import find_category, ingest_batch, parse_timestamp
+from portal.vault.checks import parse_timestamp
+from portal.vault.ingest import find_category, ingest_batch
 from tests.api.conftest import iso, keystroke_batch
 from tests.conftest import ACCOUNTS, ROLE_MAP
 

@@ -50,8 +50,9 @@ from portal.consent.service import current_notice_version, grant_consent
 from portal.db import commit, db, utcnow
 from portal.requests import service as requests_service
 from portal.requests.models import DeletionRequest, DeletionScope, RequestState
+from portal.vault.ingest import find_category, ingest_batch
 from portal.vault.models import CollectedBatch
-from portal.vault.service import find_category, ingest_batch, read_own_batches
+from portal.vault.reading import read_own_batches
 from tests.api.conftest import ISSUER, bearer, keystroke_batch
 from tests.conftest import ROLE_MAP, _settings
 from tests.support.servers import GunicornZygote, PreloadedGunicorn, portal_environment

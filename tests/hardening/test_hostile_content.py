@@ -45,7 +45,8 @@ from portal.mail import NOT_ONE_ADDRESS, MailMessage, MailState, queue_mail, sen
 from portal.pdf import BASE_URL, RefusedURL, StaticOnlyFetcher
 from portal.requests.models import DeletionRequest
 from portal.requests.service import plan_categories
-from portal.vault.service import find_category, ingest_batch, parse_timestamp
+from portal.vault.checks import parse_timestamp
+from portal.vault.ingest import find_category, ingest_batch
 from tests.conftest import ACCOUNTS, SignIn, _settings
 from tests.support.oidc_provider import OIDCProvider
 from tests.support.postgres import free_port

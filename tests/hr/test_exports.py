@@ -26,8 +26,9 @@ from portal.consent.models import ConsentMethod
 from portal.consent.service import current_notice_version, grant_consent
 from portal.db import commit, db, get_engine
 from portal.hr.service import EXPORT_COLUMNS, JSON_KEYS, RecordFilter, csv_chunks
+from portal.vault.checks import parse_timestamp
 from portal.vault.demo_data import generate_batches
-from portal.vault.service import find_category, ingest_batch, parse_timestamp
+from portal.vault.ingest import find_category, ingest_batch
 from tests.hr.conftest import T0, add_people, csrf_token, decide, export
 
 DANGEROUS = {

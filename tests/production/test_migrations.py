@@ -73,8 +73,10 @@ from portal.db import Base, commit, db, get_engine, utcnow
 from portal.models import MODELS
 from portal.requests import service as requests
 from portal.requests.models import DeletionRequest, DeletionScope
+from portal.vault.erasure import key_still_opens
+from portal.vault.ingest import find_category, ingest_batch
 from portal.vault.models import DataKey
-from portal.vault.service import find_category, ingest_batch, key_still_opens, read_own_batches
+from portal.vault.reading import read_own_batches
 from tests.conftest import ROLE_MAP, _settings
 from tests.support.postgres import PostgresCluster
 

@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 
 from portal.db import commit, db, get_engine
 from portal.vault.models import CollectedBatch
-from portal.vault.service import read_own_batches
+from portal.vault.reading import read_own_batches
 from tests.support.postgres import PostgresCluster, _binary
 from tests.vault.conftest import grant, ingest, iso, keystroke_events, make_person, recent
 

@@ -14,7 +14,8 @@ import pytest
 from portal.catalog.service import SHIPPED_CATALOG, read_catalog_file
 from portal.db import commit
 from portal.vault import demo_data
-from portal.vault.service import FORMAT_CHECKER, parse_timestamp, read_own_batches
+from portal.vault.checks import FORMAT_CHECKER, parse_timestamp
+from portal.vault.reading import read_own_batches
 from tests.vault.conftest import grant, ingest_body, make_person
 
 CATALOG = {category.key: category for category in read_catalog_file(SHIPPED_CATALOG).categories}

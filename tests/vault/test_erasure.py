@@ -11,15 +11,11 @@ from sqlalchemy import select, update
 from portal.audit.models import AuditRole
 from portal.audit.service import detail_of, entries_concerning
 from portal.db import commit, db
-from portal.vault import crypto, service
+from portal.vault import crypto
+from portal.vault.erasure import delete_batches, destroy_data_keys, purge_expired
+from portal.vault.keys import configured_master_key
 from portal.vault.models import CollectedBatch, DataKey
-from portal.vault.service import (
-    configured_master_key,
-    delete_batches,
-    destroy_data_keys,
-    purge_expired,
-    read_own_batches,
-)
+from portal.vault.reading import held_summary, read_own_batches
 from tests.vault.conftest import (
     grant,
     ingest,
@@ -64,7 +60,7 @@ def test_shredding_makes_a_copy_taken_before_unreadable() -> None:
     assert key is not None and key.wrapped_key == b"" and key.destroyed
     # The person's other category is untouched; the shredded one is gone from every view.
     assert [b.category_key for b in read_own_batches(alex)] == ["pointer"]
-    assert set(service.held_summary(alex.id)) == {"pointer"}
+    assert set(held_summary(alex.id)) == {"pointer"}
     assert destroy_data_keys(alex.id, "keystrokes") == 0
 
 

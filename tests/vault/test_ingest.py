@@ -11,18 +11,18 @@ from sqlalchemy import select
 from portal.catalog.models import Category, LegalBasis
 from portal.consent.models import ConsentState
 from portal.db import commit, db
-from portal.vault import service
-from portal.vault.models import CollectedBatch, DataKey
-from portal.vault.service import (
+from portal.vault.checks import MAX_EVENTS, MAX_FIELD_ERRORS, parse_timestamp
+from portal.vault.errors import (
     BatchInvalid,
     BatchTooLarge,
     ConsentRequired,
     FieldError,
     IdempotencyConflict,
     UnknownCategory,
-    ingest_batch,
-    read_own_batches,
 )
+from portal.vault.ingest import find_category, ingest_batch
+from portal.vault.models import CollectedBatch, DataKey
+from portal.vault.reading import held_counts, held_summary, read_own_batches
 from tests.vault.conftest import (
     category,
     grant,
@@ -160,7 +160,7 @@ def test_a_category_on_another_legal_basis_needs_no_consent(key: str,
 
 def test_an_unknown_category_or_one_outside_the_catalog_in_force_is_refused() -> None:
     with pytest.raises(UnknownCategory):
-        service.find_category("screenshots")
+        find_category("screenshots")
     # A category row the current notice does not list (as after it was removed).
     ghost = Category(key="screen_recording", legal_basis=LegalBasis.LEGITIMATE_INTEREST,
                      optional=False, retention_days=30, sensitivity=4,
@@ -168,7 +168,7 @@ def test_an_unknown_category_or_one_outside_the_catalog_in_force_is_refused() ->
     db.add(ghost)
     db.flush()
     with pytest.raises(UnknownCategory):
-        service.find_category("screen_recording")
+        find_category("screen_recording")
     moment = recent(1)
     with pytest.raises(UnknownCategory):
         ingest_batch(make_person("sub-alex"), ghost, events=[{"t": iso(moment)}],
@@ -269,7 +269,7 @@ def test_empty_malformed_and_oversized_batches_are_refused() -> None:
     for _ in range(100_000):
         nested = [nested]
     assert _errors("keystrokes", [{"t": nested}])[0].path == "$.events"
-    many = keystroke_events("x") * (service.MAX_EVENTS + 1)
+    many = keystroke_events("x") * (MAX_EVENTS + 1)
     with pytest.raises(BatchTooLarge, match="10000 events"):
         ingest(make_person("sub-alex"), "keystrokes", many)
     assert stored() == (0, 0)
@@ -300,7 +300,7 @@ def test_every_form_of_rfc_3339_time_is_read() -> None:
 
 def test_error_lists_are_capped() -> None:
     events = [{"t": "never"} for _ in range(200)]
-    assert len(_errors("keystrokes", events)) == service.MAX_FIELD_ERRORS
+    assert len(_errors("keystrokes", events)) == MAX_FIELD_ERRORS
 
 
 # --- idempotency -----------------------------------------------------------------------------
@@ -352,7 +352,7 @@ def test_the_same_key_with_another_body_is_a_conflict() -> None:
     events = keystroke_events("original")
     first = ingest(alex, "keystrokes", events, collector_id=collector_id, idempotency_key="k")
     commit()
-    changed_content = keystroke_events("changed", start=service.parse_timestamp(events[0]["t"]))
+    changed_content = keystroke_events("changed", start=parse_timestamp(events[0]["t"]))
     for person, body, level in ((alex, changed_content, 2), (alex, events, 3),
                                 (bea, events, 2)):
         with pytest.raises(IdempotencyConflict) as conflict:
@@ -386,11 +386,11 @@ def test_held_summary_comes_from_metadata_per_category_and_level() -> None:
     ingest(bea, "keystrokes", keystroke_events("not alex"))
     commit()
 
-    summary = service.held_summary(alex.id)
+    summary = held_summary(alex.id)
     assert set(summary) == {"keystrokes", "sensitivity_ratings"}
     keystrokes = summary["keystrokes"]
     assert (keystrokes.batches, keystrokes.events, keystrokes.dss_levels) == (2, 3, {2: 2, 4: 1})
     assert keystrokes.first == first
     assert keystrokes.last.tzinfo is not None and keystrokes.last > first
-    assert service.held_counts(alex.id) == {"keystrokes": 3, "sensitivity_ratings": 1}
-    assert service.held_summary(make_person("sub-nobody").id) == {}
+    assert held_counts(alex.id) == {"keystrokes": 3, "sensitivity_ratings": 1}
+    assert held_summary(make_person("sub-nobody").id) == {}

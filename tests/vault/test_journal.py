@@ -18,9 +18,10 @@ from portal.auth.models import Person
 from portal.db import commit, db, get_engine
 from portal.requests import service as requests
 from portal.requests.models import DeletionScope
-from portal.vault import service as vault
+from portal.vault.erasure import destroy_data_keys, key_still_opens, live_key_ids
 from portal.vault.journal import read_journal
 from portal.vault.models import CollectedBatch
+from portal.vault.reading import read_own_batches
 from tests.conftest import _settings
 from tests.deletion.conftest import person
 from tests.support.postgres import PostgresCluster, _binary
@@ -82,7 +83,7 @@ def held(person_id: int) -> list[str]:
     """Return what the person can read of their keystrokes (the typed texts)."""
     subject = db.get(Person, person_id)
     assert subject is not None
-    return [event["keys"] for batch in vault.read_own_batches(subject, "keystrokes")
+    return [event["keys"] for batch in read_own_batches(subject, "keystrokes")
             for event in batch.events]
 
 
@@ -105,7 +106,7 @@ def test_a_restored_backup_is_shredded_again_by_the_replay(
         ingest(alex, "keystrokes", keystroke_events("secret-typed", start=recent(30)))
         commit()
         alex_id, dana_id = alex.id, dana.id
-        key_ids = vault.live_key_ids(alex_id, "keystrokes")
+        key_ids = live_key_ids(alex_id, "keystrokes")
         assert held(alex_id) == ["secret-typed"] and len(key_ids) == 1
     restore = backup()  # the nightly backup, taken before the employee's request
 
@@ -138,7 +139,7 @@ def test_a_restored_backup_is_shredded_again_by_the_replay(
     assert "1 keys in the journal: 1 destroyed again, 0 already destroyed" in replayed.output
     with app.app_context():
         assert held(alex_id) == []
-        assert not vault.key_still_opens(key_ids[0])
+        assert not key_still_opens(key_ids[0])
         assert db.scalar(select(func.count()).select_from(CollectedBatch)) == 0
         # The restore took the deletion's audit entry back; the replay writes it again, as
         # the deletion path does, and Alex sees it in their access log.
@@ -166,11 +167,11 @@ def test_only_committed_destructions_are_journalled(app: Flask, catalog: None,
         grant(alex, "keystrokes")
         ingest(alex, "keystrokes", keystroke_events("kept", start=recent(30)))
         commit()
-        assert vault.destroy_data_keys(alex.id, "keystrokes") == 1
+        assert destroy_data_keys(alex.id, "keystrokes") == 1
         db.rollback()  # the deletion failed after shredding: nothing happened
         assert not journal.exists()
-        assert vault.live_key_ids(alex.id, "keystrokes")
-        assert vault.destroy_data_keys(alex.id, "keystrokes") == 1
+        assert live_key_ids(alex.id, "keystrokes")
+        assert destroy_data_keys(alex.id, "keystrokes") == 1
         commit()
     entries, unreadable = read_journal(journal)
     assert [entry.category for entry in entries] == ["keystrokes"] and unreadable == 0

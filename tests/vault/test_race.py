@@ -29,8 +29,8 @@ from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_f
 from portal.cli import upgrade_database
 from portal.consent.models import ConsentState, ConsentStatus
 from portal.db import commit, db, get_engine
+from portal.vault.errors import ConsentRequired
 from portal.vault.models import CollectedBatch
-from portal.vault.service import ConsentRequired
 from tests.conftest import _settings
 from tests.support.postgres import PostgresCluster
 from tests.vault.conftest import ISSUER, grant, ingest, keystroke_events, make_person, withdraw

@@ -14,8 +14,9 @@ from sqlalchemy import select, update
 from portal import create_app
 from portal.db import commit, db, get_engine
 from portal.vault.crypto import MasterKey
+from portal.vault.errors import VaultIntegrityError
 from portal.vault.models import CollectedBatch, DataKey
-from portal.vault.service import VaultIntegrityError, read_own_batches
+from portal.vault.reading import read_own_batches
 from tests.conftest import TEST_MASTER_KEY
 from tests.vault.conftest import grant, ingest, iso, keystroke_events, make_person, recent
 
