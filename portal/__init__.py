@@ -24,6 +24,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         cli,
         config,
         consent,
+        core,
         db,
         exports,
         hr,
@@ -37,7 +38,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from portal.api.app import mount as mount_collector_api
     from portal.api.views import init_app as init_collector_api
     from portal.core import errors
-    from portal.core.views import bp as core_bp
     from portal.observability import logs, metrics
 
     app = Flask(
@@ -74,7 +74,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     security.init_app(app, identity_provider=app.extensions["portal.oidc"].expected_issuer)
     errors.init_app(app)
     audit.init_app(app)
-    app.register_blueprint(core_bp)
+    core.init_app(app)
     catalog.init_app(app)
     consent.init_app(app)
     requests.init_app(app)

@@ -21,16 +21,15 @@ from portal.catalog.service import (
     CatalogError,
     NoticeComparison,
     PublishRefused,
-    active_consents,
     compare_with_current,
     describe_version,
-    expired_consents,
     find_notice,
     notice_history,
     parse_catalog,
     publish_notice,
     removed_categories,
 )
+from portal.consent.service import active_consents, expired_consents
 from portal.i18n import LANGUAGES, current_locale
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")

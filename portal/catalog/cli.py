@@ -21,12 +21,12 @@ from portal.catalog.service import (
     PublishRefused,
     SectionChange,
     compare_with_current,
-    expired_consents,
     load_catalog,
     notice_history,
     publish_notice,
     read_catalog_file,
 )
+from portal.consent.service import expired_consents
 from portal.db import commit
 from portal.i18n import LANGUAGES
 

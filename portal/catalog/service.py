@@ -15,8 +15,6 @@ import datetime as dt
 import difflib
 import functools
 import hashlib
-import importlib
-import importlib.util
 import json
 import logging
 from collections.abc import Iterable, Mapping
@@ -37,7 +35,7 @@ from pydantic import (
     StringConstraints,
     ValidationError,
 )
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from portal.auth.models import Person
 from portal.catalog.models import (
@@ -48,9 +46,7 @@ from portal.catalog.models import (
     Objection,
     ObjectionState,
 )
-from portal.consent import wording as consent_wording
-from portal.consent.models import ConsentEvent, ConsentState, ConsentStatus
-from portal.consent.service import current_states, expire_consents_for_material_change
+from portal.consent.service import expire_consents_for_material_change
 from portal.db import db, utcnow
 from portal.i18n import LANGUAGES
 
@@ -704,24 +700,6 @@ def publish_notice(document: CatalogDocument, *, published_by: Person | str,
     return notice
 
 
-def expired_consents(notice: NoticeVersion) -> dict[str, int]:
-    """Count, per category, the consents that ``notice`` ended and that still wait for an answer."""
-    rows = db.execute(
-        select(ConsentStatus.category_key, func.count())
-        .where(ConsentStatus.notice_version_id == notice.id,
-               ConsentStatus.state == ConsentState.EXPIRED)
-        .group_by(ConsentStatus.category_key))
-    return {key: count for key, count in rows}
-
-
-def active_consents(category_key: str) -> int:
-    """Count the consents that allow collection for a category now."""
-    return db.scalar(
-        select(func.count()).select_from(ConsentStatus)
-        .where(ConsentStatus.category_key == category_key,
-               ConsentStatus.state.in_([ConsentState.GIVEN, ConsentState.RENEWED]))) or 0
-
-
 def _upsert_categories(document: CatalogDocument) -> None:
     """Make the categories' facts (what gates collection) those of ``document``."""
     existing = {category.key: category for category in db.scalars(select(Category))}
@@ -768,129 +746,6 @@ def load_catalog(document: CatalogDocument, *, published_by: Person | str,
         return LoadOutcome(notice, published=True, pending=[], document_changed=True)
     return LoadOutcome(comparison.current, published=False, pending=comparison.changed,
                        document_changed=comparison.document_changed)
-
-
-# --- what a person sees ----------------------------------------------------------------------
-
-def held_counts(person_id: int) -> dict[str, int]:
-    """Count the records (collected events) held about the person, per category key.
-
-    The vault (issue 5) answers; before it is installed nothing can have been collected, and
-    the answer is an empty mapping.
-    """
-    if importlib.util.find_spec("portal.vault") is None:
-        return {}
-    counts: dict[str, int] = importlib.import_module("portal.vault.service").held_counts(
-        person_id)
-    return counts
-
-
-@dataclass(frozen=True)
-class CategoryEntry:
-    """One category of the notice in force, as one person sees it."""
-
-    section: CategoryNotice
-    local: LocalText
-    status: ConsentStatus | None
-    objections: list[Objection]
-    held: int | None
-
-    @property
-    def key(self) -> str:
-        """Return the category's key."""
-        return self.section.category_key
-
-    @property
-    def content(self) -> dict[str, Any]:
-        """Return the category's notice as published."""
-        return self.section.content
-
-    @property
-    def category(self) -> Category:
-        """Return the category's row."""
-        return self.section.category
-
-    @property
-    def needs_consent(self) -> bool:
-        """Say whether collection rests on the person's consent."""
-        return LegalBasis(self.content["legal_basis"]) is LegalBasis.CONSENT
-
-    @property
-    def state(self) -> tuple[str, str]:
-        """Return the person's state as (words, tag class); the words carry the meaning."""
-        if not self.needs_consent:
-            if self.objections:
-                return _("Objection received"), "tag-attention"
-            # i18n: state of a category that does not rest on consent: no switch, but the
-            # person may object
-            return _("You can object"), "tag-not-given"
-        # The consent pages' own words, so that a state reads the same everywhere.
-        state = self.status.state if self.status else None
-        return consent_wording.state_label(state), consent_wording.state_tag(state)
-
-
-def list_categories_for(person: Person, language: str) -> list[CategoryEntry]:
-    """Return every category of the notice in force with the person's state, in order."""
-    notice = current_notice()
-    if notice is None:
-        return []
-    states = current_states(person.id)
-    held = held_counts(person.id)
-    objections: dict[str, list[Objection]] = {}
-    for objection in list_objections(person):
-        objections.setdefault(objection.category_key, []).append(objection)
-    return [CategoryEntry(section, localize(section.content, language),
-                          states.get(section.category_key),
-                          objections.get(section.category_key, []),
-                          held.get(section.category_key))
-            for section in notice.sections]
-
-
-def describe_category_for(person: Person, key: str, language: str) -> CategoryEntry | None:
-    """Return one category of the notice in force as the person sees it (``None``: unknown)."""
-    section = find_section(key)
-    if section is None:
-        return None
-    return CategoryEntry(section, localize(section.content, language),
-                         current_states(person.id).get(key),
-                         list_objections(person, key), held_counts(person.id).get(key))
-
-
-@dataclass(frozen=True)
-class Reconsent:
-    """What changed in a category since the person last agreed, for them to confirm."""
-
-    agreed_under: NoticeVersion
-    current: NoticeVersion
-    summary: str
-    lines: list[DiffLine]
-
-
-def changes_since_consent(person: Person, entry: CategoryEntry,
-                          language: str) -> Reconsent | None:
-    """Return the difference between the text the person agreed to and the text in force.
-
-    Only while their consent is expired by a material change; ``None`` otherwise.
-    """
-    if entry.status is None or entry.status.state is not ConsentState.EXPIRED:
-        return None
-    # The ledger knows the version of the last "yes"; the expiry event names the new version.
-    agreed = db.scalar(
-        select(ConsentEvent)
-        .where(ConsentEvent.person_id == person.id, ConsentEvent.category_key == entry.key,
-               ConsentEvent.state.in_([ConsentState.GIVEN, ConsentState.RENEWED]))
-        .order_by(ConsentEvent.id.desc()).limit(1))
-    if agreed is None:
-        return None
-    before = db.get(CategoryNotice, (agreed.notice_version_id, entry.key))
-    if before is None:
-        return None
-    expiring = entry.status.notice_version
-    current = entry.section.notice_version
-    summary = expiring.change_summary.get(language) \
-        or expiring.change_summary.get(FALLBACK_LANGUAGE, "")
-    return Reconsent(agreed.notice_version, current, summary,
-                     describe_changes(before.content, entry.content, language))
 
 
 # --- objections ------------------------------------------------------------------------------

@@ -320,6 +320,24 @@ def expire_consents_for_material_change(category_key: str, notice_version: Notic
     return expired
 
 
+def expired_consents(notice: NoticeVersion) -> dict[str, int]:
+    """Count, per category, the consents that ``notice`` ended and that still wait for an answer."""
+    rows = db.execute(
+        select(ConsentStatus.category_key, func.count())
+        .where(ConsentStatus.notice_version_id == notice.id,
+               ConsentStatus.state == ConsentState.EXPIRED)
+        .group_by(ConsentStatus.category_key))
+    return {key: count for key, count in rows}
+
+
+def active_consents(category_key: str) -> int:
+    """Count the consents that allow collection for a category now."""
+    return db.scalar(
+        select(func.count()).select_from(ConsentStatus)
+        .where(ConsentStatus.category_key == category_key,
+               ConsentStatus.state.in_([ConsentState.GIVEN, ConsentState.RENEWED]))) or 0
+
+
 # --- upkeep and checks -----------------------------------------------------------------------
 
 def _ledger_rows() -> Iterator[dict[str, Any]]:
