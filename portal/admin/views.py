@@ -156,7 +156,7 @@ def check_notice() -> str | Response:
                 comparison.document, published_by=current_user,
                 dpo_sign_off=details.dpo_sign_off.data or "",
                 works_council_ref=details.works_council_ref.data or "",
-                change_summary=details.change_summary(), material=details.material())
+                change_summary=details.change_summary(), material=details.material()).notice
         except PublishRefused as exc:
             flash(str(exc), "error")
             return redirect(url_for(".review_notice"))

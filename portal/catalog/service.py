@@ -2,9 +2,9 @@
 
 A catalog file is checked whole before anything is saved (structure by pydantic, rules that
 span several parts by :func:`check_rules`); every problem names the category and the field.
-Publishing writes an immutable notice version and, for a category changed materially, ends
-every consent given under the old text. Functions here only flush; the request or the command
-commits.
+Publishing writes an immutable notice version and, for a category changed materially, says so
+(a signal), so that the consent ledger ends every consent given under the old text. Functions
+here only flush; the request or the command commits.
 """
 
 from __future__ import annotations
@@ -46,9 +46,9 @@ from portal.catalog.models import (
     Objection,
     ObjectionState,
 )
-from portal.consent.service import expire_consents_for_material_change
 from portal.db import db, utcnow
 from portal.i18n import LANGUAGES
+from portal.signals import notice_published
 
 try:  # libyaml's loader when PyYAML was built with it: the pure-Python one is ten times slower.
     from yaml import CSafeLoader as SafeLoader
@@ -623,15 +623,26 @@ class PublishRefused(Exception):
     """Publishing was refused; the message says why, in plain words."""
 
 
+@dataclass(frozen=True)
+class Publication:
+    """A published notice version, and how many consents it ended per category."""
+
+    notice: NoticeVersion
+    #: Per category whose consents had to end (material change, or removed), as the
+    #: receivers of :data:`portal.signals.notice_published` counted them.
+    consents_ended: dict[str, int]
+
+
 def publish_notice(document: CatalogDocument, *, published_by: Person | str,
                    dpo_sign_off: str, works_council_ref: str = "",
                    change_summary: Mapping[str, str], material: Mapping[str, str],
-                   ) -> NoticeVersion:
+                   ) -> Publication:
     """Publish ``document`` as the next notice version.
 
     Computes each category's content hash and whether it changed since the version in force,
-    upserts the categories' facts, and, for each category in ``material`` (key: why the change
-    is material), ends every consent given under the old text.
+    upserts the categories' facts, and sends :data:`portal.signals.notice_published` naming
+    each category in ``material`` (key: why the change is material) and each removed one, so
+    that the consent ledger ends every consent given under the old text.
 
     :param published_by: the privacy admin, or (from the CLI) the name of the operator.
     :raise PublishRefused: nothing changed, a material flag is on an unchanged or unknown
@@ -689,15 +700,19 @@ def publish_notice(document: CatalogDocument, *, published_by: Person | str,
     db.add(notice)
     db.flush()
 
-    stopping = dict(material)
+    ending = dict(material)
     # A category left out of the catalog is no longer disclosed: nothing may be collected
     # under consents given for it, so they end as they would for a material change.
-    stopping.update({section.key: "removed from the catalog"
-                     for section in comparison.changed if section.status == "removed"})
-    for key in stopping:
-        expired = expire_consents_for_material_change(key, notice, actor=person)
-        log.info("notice version %d: %d consents for %s expired", notice.number, expired, key)
-    return notice
+    ending.update({section.key: "removed from the catalog"
+                   for section in comparison.changed if section.status == "removed"})
+    consents_ended: dict[str, int] = {}
+    for _receiver, counts in notice_published.send(notice, ending=ending, actor=person):
+        for key, count in (counts or {}).items():
+            consents_ended[key] = consents_ended.get(key, 0) + count
+    for key in ending:
+        log.info("notice version %d: %d consents for %s expired", notice.number,
+                 consents_ended.get(key, 0), key)
+    return Publication(notice, consents_ended)
 
 
 def _upsert_categories(document: CatalogDocument) -> None:
@@ -742,7 +757,7 @@ def load_catalog(document: CatalogDocument, *, published_by: Person | str,
     if comparison.current is None:
         notice = publish_notice(document, published_by=published_by, dpo_sign_off=dpo_sign_off,
                                 works_council_ref=works_council_ref, change_summary={},
-                                material={})
+                                material={}).notice
         return LoadOutcome(notice, published=True, pending=[], document_changed=True)
     return LoadOutcome(comparison.current, published=False, pending=comparison.changed,
                        document_changed=comparison.document_changed)

@@ -320,6 +320,16 @@ def expire_consents_for_material_change(category_key: str, notice_version: Notic
     return expired
 
 
+def end_consents_for_notice(notice: NoticeVersion, *, ending: Mapping[str, str],
+                            actor: Person | None, **_: Any) -> dict[str, int]:
+    """End the consents of each category a newly published notice changed materially or removed.
+
+    The receiver of :data:`portal.signals.notice_published`; returns how many consents ended
+    per category.
+    """
+    return {key: expire_consents_for_material_change(key, notice, actor=actor) for key in ending}
+
+
 def expired_consents(notice: NoticeVersion) -> dict[str, int]:
     """Count, per category, the consents that ``notice`` ended and that still wait for an answer."""
     rows = db.execute(

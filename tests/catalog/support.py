@@ -104,7 +104,7 @@ def publish(app: Flask, document: CatalogDocument, *, material: dict[str, str] |
                                 works_council_ref="WC-1",
                                 change_summary={"en": "A change.", "de": "Eine Änderung.",
                                                 "fr": "Une modification."},
-                                material=material or {})
+                                material=material or {}).notice
         commit()
         return notice.number
 

@@ -51,7 +51,7 @@ def publish_changed_text(app: Flask, key: str, *, material: bool) -> int:
             document, published_by="tests", dpo_sign_off="DPO of the tests",
             change_summary={"en": "A summary changed.", "de": "Eine Zusammenfassung.",
                             "fr": "Un résumé a changé."},
-            material={key: "It now says more."} if material else {})
+            material={key: "It now says more."} if material else {}).notice
         commit()
         return notice.number
 
