@@ -79,7 +79,8 @@ def seed(events_by_person: dict[str, int]) -> dict[str, int]:
     """Migrate, publish the catalog, give consent, store the events; return person ids."""
     from portal import create_app
     from portal.auth.service import sign_in
-    from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_file
+    from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
+    from portal.catalog.publication import load_catalog
     from portal.cli import upgrade_database
     from portal.consent.models import ConsentMethod
     from portal.consent.service import current_notice_version, grant_consent

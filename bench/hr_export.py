@@ -82,7 +82,8 @@ def load(database_url: str, count: int) -> dict[str, int]:
     """Migrate, publish the catalog and bulk-load ``count`` people with their consent."""
     import psycopg
 
-    from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_file
+    from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
+    from portal.catalog.publication import load_catalog
     from portal.cli import upgrade_database
     from portal.db import commit, get_engine
 

@@ -127,7 +127,8 @@ def seed(environment: dict[str, str]) -> tuple[str, list[tuple[int, str, dict[st
     from portal import create_app
     from portal.api.service import create_collector
     from portal.auth.service import sign_in
-    from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_file
+    from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
+    from portal.catalog.publication import load_catalog
     from portal.cli import upgrade_database
     from portal.consent.models import ConsentMethod
     from portal.consent.service import current_notice_version, grant_consent

@@ -17,18 +17,15 @@ from werkzeug.wrappers import Response
 from portal.admin.forms import CatalogSourceForm, PublishForm, details_form
 from portal.auth.access import role_required
 from portal.auth.models import Role
-from portal.catalog.service import (
-    CatalogError,
+from portal.catalog.changes import (
     NoticeComparison,
-    PublishRefused,
     compare_with_current,
     describe_version,
-    find_notice,
-    notice_history,
-    parse_catalog,
-    publish_notice,
     removed_categories,
 )
+from portal.catalog.document import CatalogError, parse_catalog
+from portal.catalog.notices import find_notice, notice_history
+from portal.catalog.publication import PublishRefused, publish_notice
 from portal.consent.service import active_consents, expired_consents
 from portal.i18n import LANGUAGES, current_locale
 

@@ -147,7 +147,8 @@ def seed_demo_collections(*, days: int = 5, batches_per_day: int = 3) -> DemoCol
         rotate_collector_token,
     )
     from portal.auth.models import Person
-    from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_file
+    from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
+    from portal.catalog.publication import load_catalog
     from portal.consent.models import ConsentMethod
     from portal.consent.service import (
         current_notice_version,

@@ -13,19 +13,16 @@ from flask.cli import with_appcontext
 from flask_babel import force_locale
 from flask_babel import gettext as _
 
-from portal.catalog.service import (
+from portal.catalog.changes import SectionChange, compare_with_current
+from portal.catalog.document import (
     FALLBACK_LANGUAGE,
     SHIPPED_CATALOG,
     CatalogDocument,
     CatalogError,
-    PublishRefused,
-    SectionChange,
-    compare_with_current,
-    load_catalog,
-    notice_history,
-    publish_notice,
     read_catalog_file,
 )
+from portal.catalog.notices import notice_history
+from portal.catalog.publication import PublishRefused, load_catalog, publish_notice
 from portal.db import commit
 from portal.i18n import LANGUAGES
 

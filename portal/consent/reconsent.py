@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from portal.auth.models import Person
+from portal.catalog.changes import DiffLine, describe_changes
+from portal.catalog.document import FALLBACK_LANGUAGE
 from portal.catalog.models import CategoryNotice, NoticeVersion
-from portal.catalog.service import FALLBACK_LANGUAGE, DiffLine, describe_changes
 from portal.consent.models import ConsentEvent, ConsentState, ConsentStatus
 from portal.db import db
 

@@ -14,11 +14,11 @@ from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
 from portal.catalog.forms import ObjectionForm
-from portal.catalog.service import (
-    current_notice,
+from portal.catalog.notices import current_notice
+from portal.catalog.objections import file_objection
+from portal.catalog.wording import (
     example_rows,
     field_rows,
-    file_objection,
     legal_basis_article,
     legal_basis_name,
     retention_words,

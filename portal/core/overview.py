@@ -13,13 +13,9 @@ from flask_babel import gettext as _
 
 from portal.auth.models import Person
 from portal.catalog.models import Category, CategoryNotice, LegalBasis, Objection
-from portal.catalog.service import (
-    LocalText,
-    current_notice,
-    find_section,
-    list_objections,
-    localize,
-)
+from portal.catalog.notices import current_notice, find_section
+from portal.catalog.objections import list_objections
+from portal.catalog.wording import LocalText, localize
 from portal.consent import wording as consent_wording
 from portal.consent.models import ConsentStatus
 from portal.consent.service import current_states

@@ -11,7 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.wrappers import Response
 
 from portal.auth.views import safe_next
-from portal.catalog.service import current_notice
+from portal.catalog.notices import current_notice
 from portal.core.forms import LocaleForm
 from portal.core.overview import list_categories_for
 from portal.db import db, ping

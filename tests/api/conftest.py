@@ -25,7 +25,8 @@ from portal.api.models import CollectionAcknowledgement
 from portal.api.service import create_collector, revoke_collector
 from portal.auth.models import Person
 from portal.auth.service import sign_in
-from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_file
+from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
+from portal.catalog.publication import load_catalog
 from portal.consent.models import ConsentMethod
 from portal.consent.service import current_notice_version, grant_consent, withdraw_consent
 from portal.db import commit, db
@@ -197,7 +198,8 @@ class World:
 
     def object_to(self, subject: str, key: str, *, upheld: bool) -> None:
         """File the person's objection to ``key`` and have a DPO uphold or dismiss it."""
-        from portal.catalog.service import file_objection, find_section
+        from portal.catalog.notices import find_section
+        from portal.catalog.objections import file_objection
         from portal.requests.service import decide_objection
 
         self.person(subject)

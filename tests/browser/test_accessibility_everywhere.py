@@ -34,16 +34,11 @@ from werkzeug.exceptions import HTTPException
 from portal.api.service import register_collector
 from portal.auth.models import Person
 from portal.auth.service import sign_in
+from portal.catalog.document import SHIPPED_CATALOG, parse_catalog, read_catalog_file
 from portal.catalog.models import NoticeVersion
-from portal.catalog.service import (
-    SHIPPED_CATALOG,
-    file_objection,
-    find_section,
-    load_catalog,
-    parse_catalog,
-    publish_notice,
-    read_catalog_file,
-)
+from portal.catalog.notices import find_section
+from portal.catalog.objections import file_objection
+from portal.catalog.publication import load_catalog, publish_notice
 from portal.consent.models import ConsentMethod
 from portal.consent.service import current_notice_version, grant_consent, withdraw_consent
 from portal.db import commit, db

@@ -13,14 +13,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from portal.auth.models import Person
+from portal.catalog.document import SHIPPED_CATALOG, parse_catalog, read_catalog_file
 from portal.catalog.models import Category, NoticeVersion
-from portal.catalog.service import (
-    SHIPPED_CATALOG,
-    load_catalog,
-    parse_catalog,
-    publish_notice,
-    read_catalog_file,
-)
+from portal.catalog.publication import load_catalog, publish_notice
 from portal.db import commit, db
 from tests.conftest import ACCOUNTS, SignIn
 

@@ -22,7 +22,8 @@ from sqlalchemy import select, update
 from werkzeug.test import TestResponse
 
 from portal.auth.models import Person, WebSession
-from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_file
+from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
+from portal.catalog.publication import load_catalog
 from portal.consent.models import ConsentMethod, ConsentStatus
 from portal.consent.service import current_notice_version, grant_consent
 from portal.db import commit, db, utcnow

@@ -25,14 +25,11 @@ from werkzeug.test import TestResponse
 from portal.api.service import create_collector, revoke_collector
 from portal.auth.models import Person
 from portal.auth.service import sign_in
+from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
 from portal.catalog.models import CategoryNotice
-from portal.catalog.service import (
-    SHIPPED_CATALOG,
-    current_notice,
-    file_objection,
-    load_catalog,
-    read_catalog_file,
-)
+from portal.catalog.notices import current_notice
+from portal.catalog.objections import file_objection
+from portal.catalog.publication import load_catalog
 from portal.consent.models import ConsentMethod
 from portal.consent.service import current_notice_version, grant_consent
 from portal.db import commit, db

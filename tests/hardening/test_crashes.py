@@ -44,7 +44,8 @@ from sqlalchemy import select
 
 from portal.auth.models import Person, WebSession
 from portal.auth.service import sign_in
-from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_file
+from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
+from portal.catalog.publication import load_catalog
 from portal.consent.models import ConsentEvent, ConsentMethod
 from portal.consent.service import current_notice_version, grant_consent
 from portal.db import commit, db, utcnow

@@ -13,8 +13,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from portal.auth.models import Person
+from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
 from portal.catalog.models import Category
-from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_file
+from portal.catalog.publication import load_catalog
 from portal.consent import service as consent_service
 from portal.consent.models import ConsentMethod
 from portal.db import commit, db

@@ -49,16 +49,11 @@ from portal.audit.service import record, verify_log
 from portal.auth.demo.models import DemoAccessToken, DemoAuthorizationCode
 from portal.auth.models import Person, WebSession
 from portal.auth.service import sign_in
+from portal.catalog.document import SHIPPED_CATALOG, parse_catalog, read_catalog_file
 from portal.catalog.models import NoticeVersion, Objection
-from portal.catalog.service import (
-    SHIPPED_CATALOG,
-    file_objection,
-    find_section,
-    load_catalog,
-    parse_catalog,
-    publish_notice,
-    read_catalog_file,
-)
+from portal.catalog.notices import find_section
+from portal.catalog.objections import file_objection
+from portal.catalog.publication import load_catalog, publish_notice
 from portal.cli import alembic_config, upgrade_database
 from portal.consent.models import ConsentMethod
 from portal.consent.service import (

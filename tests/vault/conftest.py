@@ -16,8 +16,9 @@ from sqlalchemy import func, select
 
 from portal.auth.models import Person
 from portal.auth.service import sign_in
+from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
 from portal.catalog.models import Category
-from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_file
+from portal.catalog.publication import load_catalog
 from portal.consent.models import ConsentMethod
 from portal.consent.service import current_notice_version, grant_consent, withdraw_consent
 from portal.db import commit, db
