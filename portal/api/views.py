@@ -72,8 +72,9 @@ from portal.api.service import (
 )
 from portal.auth.access import role_required
 from portal.auth.models import Role
+from portal.catalog.notices import current_notice
 from portal.consent.models import ConsentState
-from portal.consent.service import category_titles, current_notice_version
+from portal.consent.service import category_titles
 from portal.db import db, get_engine
 from portal.i18n import current_locale
 from portal.observability import metrics
@@ -426,7 +427,7 @@ def collection_stops() -> list[tuple[str, CollectionStop]]:
     if not current_user.is_authenticated:
         return []
     stops = acknowledgements_for(int(current_user.id))
-    notice = current_notice_version()
+    notice = current_notice()
     titles = category_titles(notice.id, current_locale()) if notice and stops else {}
     return [(titles.get(stop.category_key, stop.category_key), stop) for stop in stops]
 

@@ -26,6 +26,7 @@ from portal.auth.access import role_required
 from portal.auth.models import Person, Role
 from portal.auth.views import safe_next
 from portal.catalog.models import Category, NoticeVersion
+from portal.catalog.notices import find_notice
 from portal.consent import receipts, service, webhooks, wording
 from portal.consent.forms import ConsentChoiceForm, WithdrawAllForm
 from portal.consent.models import (
@@ -98,7 +99,7 @@ def _answer(category: Category, form: ConsentChoiceForm, event: ConsentEvent | N
 
 
 def _seen_version(form: ConsentChoiceForm) -> NoticeVersion:
-    seen = service.find_notice_version(form.notice_version.data or 0)
+    seen = find_notice(form.notice_version.data or 0)
     if seen is None:
         abort(400, description=_("The notice version in the form does not exist. Nothing was "
                                  "changed. Please reload the page and choose again."))
@@ -148,7 +149,7 @@ def withdraw(key: str) -> Response:
     category = _consent_category(key)
     form = ConsentChoiceForm()
     _validated(form)
-    seen = service.find_notice_version(form.notice_version.data or 0)
+    seen = find_notice(form.notice_version.data or 0)
     event = service.withdraw_consent(_person(), category, notice_version=seen,
                                      method=ConsentMethod.WEB, actor=_person())
     title = _title(key, event.notice_version_id if event else (seen.id if seen else 0))
@@ -169,7 +170,7 @@ def refuse(key: str) -> Response:
     category = _consent_category(key)
     form = ConsentChoiceForm()
     _validated(form)
-    seen = service.find_notice_version(form.notice_version.data or 0)
+    seen = find_notice(form.notice_version.data or 0)
     event = service.refuse_consent(_person(), category, notice_version=seen,
                                    method=ConsentMethod.WEB, actor=_person())
     title = _title(key, event.notice_version_id if event else (seen.id if seen else 0))

@@ -26,9 +26,10 @@ from portal.api.service import create_collector, revoke_collector
 from portal.auth.models import Person
 from portal.auth.service import sign_in
 from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
+from portal.catalog.notices import current_notice
 from portal.catalog.publication import load_catalog
 from portal.consent.models import ConsentMethod
-from portal.consent.service import current_notice_version, grant_consent, withdraw_consent
+from portal.consent.service import grant_consent, withdraw_consent
 from portal.db import commit, db
 from portal.vault.models import CollectedBatch, DataKey
 from portal.vault.service import find_category, parse_timestamp
@@ -179,7 +180,7 @@ class World:
         """Give the person's consent for ``keys`` under the notice in force."""
         self.person(subject)
         with self.app.app_context():
-            notice = current_notice_version()
+            notice = current_notice()
             assert notice is not None
             person = self._person(subject)
             for key in keys:

@@ -36,11 +36,11 @@ from portal.auth.models import Person
 from portal.auth.service import sign_in
 from portal.catalog.document import SHIPPED_CATALOG, parse_catalog, read_catalog_file
 from portal.catalog.models import NoticeVersion
-from portal.catalog.notices import find_section
+from portal.catalog.notices import current_notice, find_section
 from portal.catalog.objections import file_objection
 from portal.catalog.publication import load_catalog, publish_notice
 from portal.consent.models import ConsentMethod
-from portal.consent.service import current_notice_version, grant_consent, withdraw_consent
+from portal.consent.service import grant_consent, withdraw_consent
 from portal.db import commit, db
 from portal.i18n import LANGUAGES
 from portal.requests import service as requests_service
@@ -204,7 +204,7 @@ def seed(app: Flask, issuer: str) -> dict[str, Any]:
             "Laptop agent", ["keystrokes", "pointer", "clicks"], webhook_url="http://127.0.0.1:9/")
         people = {who: _person(who, issuer) for who in ("alex", "bea", "chris", "dana", "eli")}
         alex, dana = people["alex"], people["dana"]
-        notice = current_notice_version()
+        notice = current_notice()
         assert notice is not None
         for who, keys in (("alex", ("keystrokes", "pointer", "clicks", "conversations")),
                           ("bea", ("pointer",)), ("chris", ("clicks",))):

@@ -31,7 +31,7 @@ from portal.catalog.notices import current_notice
 from portal.catalog.objections import file_objection
 from portal.catalog.publication import load_catalog
 from portal.consent.models import ConsentMethod
-from portal.consent.service import current_notice_version, grant_consent
+from portal.consent.service import grant_consent
 from portal.db import commit, db
 from portal.requests import service as requests_service
 from portal.requests.models import DeletionScope
@@ -276,7 +276,7 @@ def build_alex_world(app: Flask) -> AlexWorld:
     with app.app_context():
         load_catalog(read_catalog_file(SHIPPED_CATALOG), published_by="tests")
         alex, dana = _person(app, "alex"), _person(app, "dana")
-        notice = current_notice_version()
+        notice = current_notice()
         assert notice is not None
         receipts = []
         for key in ("keystrokes", "pointer"):
