@@ -18,6 +18,7 @@ csrf = CSRFProtect()
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the portal: settings first, then each part in the order it depends on."""
     from portal import (
+        admin,
         audit,
         auth,
         catalog,
@@ -81,6 +82,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     hr.init_app(app)
     exports.init_app(app)
     init_collector_api(app)
+    admin.init_app(app)
     cli.init_app(app)
     # The collector API answers from an app of its own (portal.api.app), still one deployable.
     mount_collector_api(app, create_api_app(app))

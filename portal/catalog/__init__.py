@@ -1,4 +1,4 @@
-"""The catalog of what is collected, its versioned notices, and the privacy admin's pages."""
+"""The catalog of what is collected, its versioned notices, and objections to it."""
 
 from __future__ import annotations
 
@@ -6,9 +6,7 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    """Serve the privacy admin pages; add ``portal catalog``."""
-    from portal.admin.views import bp as admin_bp
+    """Add ``portal catalog``."""
     from portal.catalog.cli import catalog_group
 
-    app.register_blueprint(admin_bp)
     app.cli.add_command(catalog_group)

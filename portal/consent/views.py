@@ -22,8 +22,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
-from portal.auth.access import role_required
-from portal.auth.models import Person, Role
+from portal.auth.models import Person
 from portal.auth.views import safe_next
 from portal.catalog.models import Category, NoticeVersion
 from portal.catalog.notices import find_notice
@@ -315,20 +314,6 @@ def jwks() -> Response:
     response = jsonify(receipts.public_jwks())
     response.headers["Cache-Control"] = "public, max-age=3600"
     return response
-
-
-# --- the privacy admin's view ----------------------------------------------------------------
-
-@bp.get("/consent/admin/webhooks")
-@role_required(Role.ADMIN)
-def admin_webhooks() -> str:
-    """Show the privacy admin how withdrawal notices to collectors are getting on.
-
-    Deliberately without person or category: the admin learns whether collectors hear of
-    withdrawals, not who withdrew what.
-    """
-    counts, lines = webhooks.delivery_overview()
-    return render_template("consent/admin_webhooks.html", counts=counts, lines=lines)
 
 
 # --- for templates that include the consent controls -----------------------------------------

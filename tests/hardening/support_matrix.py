@@ -134,7 +134,7 @@ TABLE: dict[str, Access] = {
     "collectors.index": Access.ADMIN,
     "collectors.create": Access.ADMIN,
     "collectors.revoke": Access.ADMIN,
-    "consent.admin_webhooks": Access.ADMIN,
+    "admin.webhook_deliveries": Access.ADMIN,
     # Collectors, by bearer token.
     "api.consent": Access.COLLECTOR,
     "api.consent_changes": Access.COLLECTOR,
