@@ -79,10 +79,12 @@ def seed(events_by_person: dict[str, int]) -> dict[str, int]:
     """Migrate, publish the catalog, give consent, store the events; return person ids."""
     from portal import create_app
     from portal.auth.service import sign_in
-    from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_file
+    from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
+    from portal.catalog.notices import current_notice
+    from portal.catalog.publication import load_catalog
     from portal.cli import upgrade_database
     from portal.consent.models import ConsentMethod
-    from portal.consent.service import current_notice_version, grant_consent
+    from portal.consent.service import grant_consent
     from portal.db import commit, get_engine
     from portal.vault.ingest import find_category, ingest_batch
 
@@ -91,7 +93,7 @@ def seed(events_by_person: dict[str, int]) -> dict[str, int]:
     ids = {}
     with app.app_context():
         load_catalog(read_catalog_file(SHIPPED_CATALOG), published_by="bench")
-        notice = current_notice_version()
+        notice = current_notice()
         assert notice is not None
         category = find_category("pointer")
         for subject, total in events_by_person.items():

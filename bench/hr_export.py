@@ -82,7 +82,8 @@ def load(database_url: str, count: int) -> dict[str, int]:
     """Migrate, publish the catalog and bulk-load ``count`` people with their consent."""
     import psycopg
 
-    from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_file
+    from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
+    from portal.catalog.publication import load_catalog
     from portal.cli import upgrade_database
     from portal.db import commit, get_engine
 
@@ -133,12 +134,13 @@ def load(database_url: str, count: int) -> dict[str, int]:
 
 def time_portal(app: Any) -> tuple[float, int]:
     """Stream every record through the export's CSV function; return seconds and bytes."""
-    from portal.consent.service import category_titles, current_notice_version
+    from portal.catalog.notices import current_notice
+    from portal.consent.service import category_titles
     from portal.db import get_engine
     from portal.hr.service import RecordFilter, csv_chunks, included_people
 
     with app.test_request_context():
-        version = current_notice_version()
+        version = current_notice()
         assert version is not None
         titles = category_titles(version.id, "en")
         people = frozenset(included_people(RecordFilter()))
@@ -152,11 +154,12 @@ def copy_sql(app: Any) -> str:
     """Return the export's own query as SQL, for PostgreSQL's COPY (the same rows and cells)."""
     from sqlalchemy.dialects import postgresql
 
-    from portal.consent.service import category_titles, current_notice_version
+    from portal.catalog.notices import current_notice
+    from portal.consent.service import category_titles
     from portal.hr.service import RecordFilter, export_select
 
     with app.app_context():
-        version = current_notice_version()
+        version = current_notice()
         assert version is not None
         titles = category_titles(version.id, "en")
     statement = export_select(RecordFilter(), titles, "postgresql")
@@ -185,7 +188,8 @@ def worker(database_url: str, department: str | None) -> None:
     from portal.audit.models import AuditAction, AuditEntry, AuditRole
     from portal.audit.service import record
     from portal.auth.models import Person
-    from portal.consent.service import category_titles, current_notice_version
+    from portal.catalog.notices import current_notice
+    from portal.consent.service import category_titles
     from portal.db import commit, db, get_engine
     from portal.hr.service import RecordFilter, csv_chunks, included_people
 
@@ -194,7 +198,7 @@ def worker(database_url: str, department: str | None) -> None:
     started = time.perf_counter()
     with app.test_request_context():
         actor = db.scalar(select(Person).order_by(Person.id).limit(1))
-        version = current_notice_version()
+        version = current_notice()
         assert actor is not None and version is not None
         titles = category_titles(version.id, "en")
         people = included_people(filters)

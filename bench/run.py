@@ -127,10 +127,12 @@ def seed(environment: dict[str, str]) -> tuple[str, list[tuple[int, str, dict[st
     from portal import create_app
     from portal.api.service import create_collector
     from portal.auth.service import sign_in
-    from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_file
+    from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
+    from portal.catalog.notices import current_notice
+    from portal.catalog.publication import load_catalog
     from portal.cli import upgrade_database
     from portal.consent.models import ConsentMethod
-    from portal.consent.service import current_notice_version, grant_consent
+    from portal.consent.service import grant_consent
     from portal.db import commit, get_engine
     from portal.vault.ingest import find_category
 
@@ -139,7 +141,7 @@ def seed(environment: dict[str, str]) -> tuple[str, list[tuple[int, str, dict[st
     pool: list[tuple[int, str, dict[str, Any]]] = []
     with app.app_context():
         load_catalog(read_catalog_file(SHIPPED_CATALOG), published_by="bench")
-        notice = current_notice_version()
+        notice = current_notice()
         assert notice is not None
         people = []
         for number in range(PEOPLE):

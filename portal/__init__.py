@@ -16,12 +16,14 @@ ROOT = Path(__file__).resolve().parent.parent
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the portal: settings first, then each part in the order it depends on."""
     from portal import (
+        admin,
         audit,
         auth,
         catalog,
         cli,
         config,
         consent,
+        core,
         db,
         errors,
         exports,
@@ -36,7 +38,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from portal.api.app import create_api_app
     from portal.api.app import mount as mount_collector_api
     from portal.api.views import init_app as init_collector_api
-    from portal.core.views import bp as core_bp
     from portal.observability import logs, metrics
 
     app = Flask(
@@ -73,7 +74,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     security.init_app(app, identity_provider=app.extensions["portal.oidc"].expected_issuer)
     errors.init_app(app)
     audit.init_app(app)
-    app.register_blueprint(core_bp)
+    core.init_app(app)
     catalog.init_app(app)
     consent.init_app(app)
     vault.init_app(app)
@@ -81,6 +82,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     hr.init_app(app)
     exports.init_app(app)
     init_collector_api(app)
+    admin.init_app(app)
     cli.init_app(app)
     # The collector API answers from an app of its own (portal.api.app), still one deployable.
     mount_collector_api(app, create_api_app(app))

@@ -17,3 +17,11 @@ from __future__ import annotations
 from blinker import Namespace
 
 _portal = Namespace()
+
+#: Sent by ``portal.catalog`` (``publish_notice``) once a new notice version is saved (flushed),
+#: in the same transaction. Sender: the new ``NoticeVersion``. Keyword arguments: ``ending``, a
+#: mapping of category key to why the consents given for it must end (a material change, or
+#: "removed from the catalog"); ``actor``, the publishing ``Person``, or ``None`` from the
+#: command line. A receiver may return a mapping of category key to how many consents it ended;
+#: the publisher adds them up and reports them (``Publication.consents_ended``).
+notice_published = _portal.signal("notice-published")

@@ -1,4 +1,4 @@
-"""Forms of the privacy admin's pages: a new catalog, its approval, the final publish."""
+"""Forms of the privacy admin's pages: a new catalog, its approval, publishing; collectors."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ from typing import Any
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileSize
-from wtforms import BooleanField, Field, StringField, SubmitField, TextAreaField
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms import BooleanField, Field, StringField, SubmitField, TextAreaField, URLField
+from wtforms.validators import URL, DataRequired, Length, Optional
 
+from portal.api.service import MAX_NAME_LENGTH
+from portal.fields import CheckboxesField
 from portal.i18n import LANGUAGES
+from portal.webhook_urls import WebhookAddress
 
 #: A catalog of seven categories in two languages is about 60 KB; leave room to grow.
 CATALOG_MAX_BYTES = 1024 * 1024
@@ -130,3 +133,34 @@ class PublishForm(FlaskForm):
     """The last step: publish what the admin checked."""
 
     submit = SubmitField(_l("Publish this version"))
+
+
+class CollectorForm(FlaskForm):
+    """Register a collector: its name, the categories it records, where it hears of withdrawals.
+
+    The category choices are the catalog in force; the view sets them.
+    """
+
+    name = StringField(
+        _l("Name"),
+        validators=[DataRequired(message=_l("Enter the collector's name.")),
+                    Length(max=MAX_NAME_LENGTH, message=_l(
+                        "The name must be %(max)d characters or fewer.", max=MAX_NAME_LENGTH))])
+    categories = CheckboxesField(
+        # The service checks the keys against the catalog in force, with our own words.
+        _l("Categories it records"), choices=[], validate_choice=False,
+        validators=[DataRequired(message=_l("Choose at least one category."))])
+    webhook_url = URLField(
+        # i18n: the address the portal calls to tell a collector at once of a withdrawal
+        _l("Address for withdrawal notices (optional)"),
+        validators=[Optional(), URL(require_tld=False, message=_l(
+            "Enter an address that starts with https:// or http://.")),
+            Length(max=2048, message=_l("The address must be 2,048 characters or fewer.")),
+            WebhookAddress()])
+    submit = SubmitField(_l("Register the collector"))
+
+
+class RevokeForm(FlaskForm):
+    """Revoke a collector's token."""
+
+    submit = SubmitField(_l("Revoke the token"))

@@ -1,4 +1,6 @@
-"""The privacy admin's pages: the published notice versions, and publishing a new one.
+"""The privacy admin's pages: notice versions, publishing one, and notices to collectors.
+
+The collector pages themselves are in :mod:`portal.admin.collectors`.
 
 Publishing follows the pattern of one decision per page: hand in the catalog, review the
 difference and record the approval, check the answers, publish. The draft waits in the
@@ -17,27 +19,25 @@ from werkzeug.wrappers import Response
 from portal.admin.forms import CatalogSourceForm, PublishForm, details_form
 from portal.auth.access import role_required
 from portal.auth.models import Role
-from portal.catalog.service import (
-    CatalogError,
+from portal.catalog.changes import (
     NoticeComparison,
-    PublishRefused,
-    active_consents,
     compare_with_current,
     describe_version,
-    expired_consents,
-    find_notice,
-    notice_history,
-    parse_catalog,
-    publish_notice,
     removed_categories,
 )
+from portal.catalog.document import CatalogError, parse_catalog
+from portal.catalog.notices import find_notice, notice_history
+from portal.catalog.publication import PublishRefused, publish_notice
+from portal.consent.service import active_consents, expired_consents
+from portal.consent.webhooks import delivery_overview
 from portal.i18n import LANGUAGES, current_locale
 
-bp = Blueprint("admin", __name__, url_prefix="/admin")
+# No URL prefix: the page about withdrawal notices keeps its address under /consent/admin/.
+bp = Blueprint("admin", __name__)
 DRAFT = "notice_draft"
 
 
-@bp.get("/")
+@bp.get("/admin/")
 @role_required(Role.ADMIN)
 def index() -> str:
     """List the published notice versions with who approved them."""
@@ -45,7 +45,7 @@ def index() -> str:
 
 
 # max: numbers are 32-bit in the database; a larger one is a 404, not a crash in the driver.
-@bp.get("/notices/<int(max=2147483647):number>")
+@bp.get("/admin/notices/<int(max=2147483647):number>")
 @role_required(Role.ADMIN)
 def notice(number: int) -> str:
     """Show one published version: its approval, what changed, and the consents it ended."""
@@ -69,7 +69,7 @@ def _catalog_text(form: CatalogSourceForm) -> str | None:
     return form.catalog_text.data or ""
 
 
-@bp.route("/notices/new", methods=["GET", "POST"])
+@bp.route("/admin/notices/new", methods=["GET", "POST"])
 @role_required(Role.ADMIN)
 def new_notice() -> str | Response | tuple[str, int]:
     """Take the new catalog (upload or paste) and check it before anything else."""
@@ -120,7 +120,7 @@ def _materiality_candidates(comparison: NoticeComparison) -> list[str]:
             and comparison.current is not None]
 
 
-@bp.route("/notices/new/review", methods=["GET", "POST"])
+@bp.route("/admin/notices/new/review", methods=["GET", "POST"])
 @role_required(Role.ADMIN)
 def review_notice() -> str | Response | tuple[str, int]:
     """Show the difference per category; record approval, summaries and material changes."""
@@ -139,7 +139,7 @@ def review_notice() -> str | Response | tuple[str, int]:
         400 if form.errors else 200
 
 
-@bp.route("/notices/new/check", methods=["GET", "POST"])
+@bp.route("/admin/notices/new/check", methods=["GET", "POST"])
 @role_required(Role.ADMIN)
 def check_notice() -> str | Response:
     """Show every answer once more; publishing happens only from here."""
@@ -157,7 +157,7 @@ def check_notice() -> str | Response:
                 comparison.document, published_by=current_user,
                 dpo_sign_off=details.dpo_sign_off.data or "",
                 works_council_ref=details.works_council_ref.data or "",
-                change_summary=details.change_summary(), material=details.material())
+                change_summary=details.change_summary(), material=details.material()).notice
         except PublishRefused as exc:
             flash(str(exc), "error")
             return redirect(url_for(".review_notice"))
@@ -167,3 +167,15 @@ def check_notice() -> str | Response:
     return render_template("admin/check_notice.html", form=form, details=details,
                            comparison=comparison, active_consents=active_consents,
                            LANGUAGES=LANGUAGES)
+
+
+@bp.get("/consent/admin/webhooks")
+@role_required(Role.ADMIN)
+def webhook_deliveries() -> str:
+    """Show the privacy admin how withdrawal notices to collectors are getting on.
+
+    Deliberately without person or category: the admin learns whether collectors hear of
+    withdrawals, not who withdrew what.
+    """
+    counts, lines = delivery_overview()
+    return render_template("admin/webhook_deliveries.html", counts=counts, lines=lines)

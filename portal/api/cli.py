@@ -156,20 +156,17 @@ def seed_demo_collections(*, days: int = 5, batches_per_day: int = 3) -> DemoCol
         rotate_collector_token,
     )
     from portal.auth.models import Person
-    from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_file
+    from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
+    from portal.catalog.notices import current_notice
+    from portal.catalog.publication import load_catalog
     from portal.consent.models import ConsentMethod
-    from portal.consent.service import (
-        current_notice_version,
-        current_states,
-        grant_consent,
-        withdraw_consent,
-    )
+    from portal.consent.service import current_states, grant_consent, withdraw_consent
     from portal.db import db
     from portal.vault.demo_data import PLANS, generate_batches
     from portal.vault.ingest import find_category
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    if current_notice_version() is None:
+    if current_notice() is None:
         load_catalog(read_catalog_file(SHIPPED_CATALOG), published_by="portal demo seed")
     keys = categories_in_force()
     collector = find_collector(DEMO_COLLECTOR)
@@ -184,7 +181,7 @@ def seed_demo_collections(*, days: int = 5, batches_per_day: int = 3) -> DemoCol
     people = list(db.scalars(select(Person).where(Person.issuer == issuer, Person.active)
                              .order_by(Person.subject)))
     report = DemoCollection(people=len(people))
-    notice = current_notice_version()
+    notice = current_notice()
     assert notice is not None
     withdrawals: list[tuple[Person, str]] = []
     for person in people:

@@ -1,4 +1,4 @@
-"""What clients hand in: the collector API's request bodies and queries, and the admin's forms.
+"""What clients hand in: the collector API's request bodies and queries.
 
 The API parsers check the envelope of a request (which fields, which types) and say what is
 wrong with every field at once; the contents of a batch's events are the vault's to check,
@@ -13,18 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
-from wtforms import StringField, SubmitField, URLField
-from wtforms.validators import URL, DataRequired, Length, Optional
-
 from portal.api.auth import ApiError
 from portal.api.models import CollectionAction
-from portal.api.service import MAX_NAME_LENGTH
 from portal.db import utcnow
-from portal.fields import CheckboxesField
 from portal.vault.checks import CLOCK_SKEW, parse_timestamp
-from portal.webhook_urls import WebhookAddress
 
 MAX_SUBJECT_LENGTH = 255
 MAX_CATEGORY_LENGTH = 64
@@ -218,36 +210,3 @@ def parse_changes_query(args: Mapping[str, str]) -> tuple[int, int]:
     if problems:
         raise invalid(problems)
     return after, limit
-
-
-# --- the privacy admin's forms ---------------------------------------------------------------
-
-class CollectorForm(FlaskForm):
-    """Register a collector: its name, the categories it records, where it hears of withdrawals.
-
-    The category choices are the catalog in force; the view sets them.
-    """
-
-    name = StringField(
-        _l("Name"),
-        validators=[DataRequired(message=_l("Enter the collector's name.")),
-                    Length(max=MAX_NAME_LENGTH, message=_l(
-                        "The name must be %(max)d characters or fewer.", max=MAX_NAME_LENGTH))])
-    categories = CheckboxesField(
-        # The service checks the keys against the catalog in force, with our own words.
-        _l("Categories it records"), choices=[], validate_choice=False,
-        validators=[DataRequired(message=_l("Choose at least one category."))])
-    webhook_url = URLField(
-        # i18n: the address the portal calls to tell a collector at once of a withdrawal
-        _l("Address for withdrawal notices (optional)"),
-        validators=[Optional(), URL(require_tld=False, message=_l(
-            "Enter an address that starts with https:// or http://.")),
-            Length(max=2048, message=_l("The address must be 2,048 characters or fewer.")),
-            WebhookAddress()])
-    submit = SubmitField(_l("Register the collector"))
-
-
-class RevokeForm(FlaskForm):
-    """Revoke a collector's token."""
-
-    submit = SubmitField(_l("Revoke the token"))

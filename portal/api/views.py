@@ -1,4 +1,4 @@
-"""The collector API under ``/api/v1`` and the privacy admin's collector pages.
+"""The collector API under ``/api/v1``.
 
 The API answers JSON only, authenticates by bearer token only (no cookies, so no CSRF), and
 counts requests per token. Views stay thin: the envelope is checked in
@@ -13,18 +13,7 @@ import zlib
 from typing import Any
 
 import orjson
-from flask import (
-    Blueprint,
-    Flask,
-    abort,
-    current_app,
-    flash,
-    redirect,
-    render_template,
-    request,
-    url_for,
-)
-from flask_babel import gettext as _
+from flask import Blueprint, Flask, current_app, request
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
@@ -42,39 +31,29 @@ from portal.api.auth import (
 )
 from portal.api.cli import collectors_group, seed_demo_step
 from portal.api.forms import (
-    CollectorForm,
-    RevokeForm,
     invalid,
     parse_acknowledgement,
     parse_batch,
     parse_changes_query,
     parse_consent_query,
 )
-from portal.api.models import Collector
 from portal.api.service import (
     AUTOCOMMIT_ENGINE,
     AcknowledgementConflict,
     AcknowledgementRefused,
     CollectionStop,
     CollectorIdentity,
-    CollectorRefused,
     acknowledgements_for,
-    categories_in_force,
-    create_collector,
     identify_batch_parties,
-    list_collectors,
     list_consent_changes,
     look_up_consent,
     record_acknowledgement,
-    revoke_collector,
-    unacknowledged_stops,
 )
-from portal.auth.access import role_required
 from portal.auth.demo.cli import register_seed_step
-from portal.auth.models import Role
+from portal.catalog.notices import current_notice
 from portal.consent.models import ConsentState
-from portal.consent.service import category_titles, current_notice_version
-from portal.db import db, get_engine
+from portal.consent.service import category_titles
+from portal.db import get_engine
 from portal.i18n import current_locale
 from portal.observability import metrics
 from portal.security import csrf
@@ -355,85 +334,20 @@ def acknowledge_change() -> Response:
                  201 if created else 200)
 
 
-# --- the privacy admin's pages ---------------------------------------------------------------
+# --- for the partial that tells a person which collectors have stopped -----------------------
 
-admin_bp = Blueprint("collectors", __name__, url_prefix="/admin/collectors")
-
-
-@admin_bp.get("/")
-@role_required(Role.ADMIN)
-def index() -> str:
-    """List the collectors with their state, and the withdrawals they have not acknowledged."""
-    return render_template("admin/collectors.html", collectors=list_collectors(),
-                           pending=unacknowledged_stops())
-
-
-@admin_bp.route("/new", methods=["GET", "POST"])
-@role_required(Role.ADMIN)
-def create() -> str | tuple[str, int]:
-    """Register a collector and show its token, once."""
-    form = CollectorForm()
-    form.categories.choices = [(key, key) for key in categories_in_force()]
-    if form.validate_on_submit():
-        try:
-            collector, token, webhook_secret = create_collector(
-                form.name.data or "", form.categories.data or [],
-                webhook_url=form.webhook_url.data or "")
-        except CollectorRefused as exc:
-            for field, message in exc.problems.items():
-                form[field].errors = [*form[field].errors, _problem(field, message)]
-        else:
-            return render_template("admin/collectors_created.html", collector=collector,
-                                   token=token, webhook_secret=webhook_secret)
-    status = 400 if form.errors else 200
-    return render_template("admin/collectors_new.html", form=form), status
-
-
-def _problem(field: str, message: str) -> str:
-    """Word a refusal of the service for the page (its own words are for the command line)."""
-    if field == "name":
-        return _("Another collector already has this name. Choose another one.") \
-            if "taken" in message else _("Enter a name of printable characters.")
-    if field == "categories":
-        return _("Choose categories from the catalog in force.")
-    return _("Enter an address that starts with https:// or http://.")
-
-
-def _find(collector_id: int) -> Collector:
-    collector = db.get(Collector, collector_id)
-    if collector is None:
-        abort(404)
-    return collector
-
-
-# max: ids are 32-bit in the database; a larger one is a 404, not a crash in the driver.
-@admin_bp.route("/<int(max=2147483647):collector_id>/revoke", methods=["GET", "POST"])
-@role_required(Role.ADMIN)
-def revoke(collector_id: int) -> str | Response:
-    """Ask to confirm, then revoke a collector's token at once."""
-    collector = _find(collector_id)
-    form = RevokeForm()
-    if form.validate_on_submit():
-        if revoke_collector(collector):
-            flash(_("The token of “%(name)s” is revoked. The collector can no longer ask or "
-                    "submit anything.", name=collector.name), "success")
-        return redirect(url_for(".index"), code=303)
-    return render_template("admin/collectors_revoke.html", collector=collector, form=form)
-
-
-@admin_bp.app_template_global()
 def collection_stops() -> list[tuple[str, CollectionStop]]:
     """Return the signed-in person's stops, each with its category's title (for the partial)."""
     if not current_user.is_authenticated:
         return []
     stops = acknowledgements_for(int(current_user.id))
-    notice = current_notice_version()
+    notice = current_notice()
     titles = category_titles(notice.id, current_locale()) if notice and stops else {}
     return [(titles.get(stop.category_key, stop.category_key), stop) for stop in stops]
 
 
 def init_app(app: Flask) -> None:
-    """Serve the collector API and the collector admin pages; add ``portal collectors``.
+    """Serve the collector API; add ``portal collectors`` and the collection stops partial's data.
 
     The API's requests are answered by its own app (portal.api.app), which adds
     ``Cache-Control: no-store`` to every answer; its blueprint is registered here as well so
@@ -443,7 +357,7 @@ def init_app(app: Flask) -> None:
     app.extensions[AUTOCOMMIT_ENGINE] = get_engine(app).execution_options(
         isolation_level="AUTOCOMMIT")
     app.register_blueprint(bp)
-    app.register_blueprint(admin_bp)
+    app.add_template_global(collection_stops)
     app.cli.add_command(collectors_group)
     if app.config["DEMO"]:
         register_seed_step(app, seed_demo_step)

@@ -13,20 +13,16 @@ from flask.cli import with_appcontext
 from flask_babel import force_locale
 from flask_babel import gettext as _
 
-from portal.catalog.service import (
+from portal.catalog.changes import SectionChange, compare_with_current
+from portal.catalog.document import (
     FALLBACK_LANGUAGE,
     SHIPPED_CATALOG,
     CatalogDocument,
     CatalogError,
-    PublishRefused,
-    SectionChange,
-    compare_with_current,
-    expired_consents,
-    load_catalog,
-    notice_history,
-    publish_notice,
     read_catalog_file,
 )
+from portal.catalog.notices import notice_history
+from portal.catalog.publication import PublishRefused, load_catalog, publish_notice
 from portal.db import commit
 from portal.i18n import LANGUAGES
 
@@ -137,7 +133,7 @@ def _publish_demo_changes(path: Path, document: CatalogDocument, *, published_by
                 for change in comparison.changed
                 if change.status == "changed" and not _adds_translations_only(change)}
     try:
-        notice = publish_notice(
+        publication = publish_notice(
             document, published_by=published_by,
             dpo_sign_off=dpo_sign_off or "the demo's data protection officer",
             works_council_ref=works_council_ref, material=material,
@@ -146,7 +142,7 @@ def _publish_demo_changes(path: Path, document: CatalogDocument, *, published_by
     except PublishRefused as exc:
         click.echo(f"Not published: {exc} Nothing was changed.", err=True)
         sys.exit(1)
-    expired = expired_consents(notice)
+    notice, expired = publication.notice, publication.consents_ended
     commit()
     added = [change.key for change in comparison.changed
              if change.status == "changed" and change.key not in material]
@@ -251,14 +247,15 @@ def catalog_publish(file: Path, published_by: str, dpo_sign_off: str, works_coun
     _warn_about_missing_translations(document)
     change_summary = {code: summaries.get(f"summary_{code}", "") for code in LANGUAGES}
     try:
-        notice = publish_notice(document, published_by=published_by, dpo_sign_off=dpo_sign_off,
-                                works_council_ref=works_council_ref,
-                                change_summary=change_summary,
-                                material=_parse_material(material))
+        publication = publish_notice(document, published_by=published_by,
+                                     dpo_sign_off=dpo_sign_off,
+                                     works_council_ref=works_council_ref,
+                                     change_summary=change_summary,
+                                     material=_parse_material(material))
     except PublishRefused as exc:
         click.echo(f"Not published: {exc}", err=True)
         sys.exit(1)
-    expired = expired_consents(notice)
+    notice, expired = publication.notice, publication.consents_ended
     commit()
     click.echo(f"Published notice version {notice.number}.")
     for section in notice.sections:

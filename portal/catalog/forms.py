@@ -5,7 +5,7 @@ from flask_wtf import FlaskForm
 from wtforms import SubmitField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
-from portal.catalog.service import REASON_MAX_LENGTH
+from portal.catalog.objections import REASON_MAX_LENGTH
 
 
 class ObjectionForm(FlaskForm):

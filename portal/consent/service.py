@@ -18,6 +18,7 @@ from sqlalchemy import String, func, select, type_coerce, update
 
 from portal.auth.models import Person, Role
 from portal.catalog.models import Category, CategoryNotice, NoticeVersion
+from portal.catalog.notices import current_notice
 from portal.consent import chain, webhooks
 from portal.consent.models import (
     ActorRole,
@@ -48,16 +49,6 @@ def current_states(person_id: int) -> dict[str, ConsentStatus]:
     return {row.category_key: row for row in rows}
 
 
-def current_notice_version() -> NoticeVersion | None:
-    """Return the latest published notice version, if any was published."""
-    return db.scalar(select(NoticeVersion).order_by(NoticeVersion.number.desc()).limit(1))
-
-
-def find_notice_version(number: int) -> NoticeVersion | None:
-    """Return the notice version with ``number``."""
-    return db.scalar(select(NoticeVersion).where(NoticeVersion.number == number))
-
-
 def category_notice(category_key: str, notice_version_id: int) -> CategoryNotice | None:
     """Return a category's part of a notice version."""
     return db.get(CategoryNotice, (notice_version_id, category_key))
@@ -69,7 +60,7 @@ def notice_still_current(category: Category, seen: NoticeVersion) -> bool:
     Compared by content hash, so a newer version that left this category unchanged does not
     make a person read the same text twice.
     """
-    current = current_notice_version()
+    current = current_notice()
     if current is None:
         return False
     now_part = category_notice(category.key, current.id)
@@ -224,7 +215,7 @@ def _version_for_stop(category: Category, notice_version: NoticeVersion | None,
                       status: ConsentStatus | None) -> int:
     if notice_version is not None:
         return notice_version.id
-    current = current_notice_version()
+    current = current_notice()
     if current is not None and category_notice(category.key, current.id) is not None:
         return current.id
     assert status is not None
@@ -278,7 +269,7 @@ def withdraw_all(person: Person, *, method: ConsentMethod,
                        .where(ConsentStatus.person_id == person.id)
                        .order_by(ConsentStatus.category_key)
                        .execution_options(populate_existing=True)).all()
-    current = current_notice_version()
+    current = current_notice()
     events = []
     for status in given:
         if not status.state.allows_collection:
@@ -318,6 +309,34 @@ def expire_consents_for_material_change(category_key: str, notice_version: Notic
                 method=ConsentMethod.SYSTEM, previous=status)
         expired += 1
     return expired
+
+
+def end_consents_for_notice(notice: NoticeVersion, *, ending: Mapping[str, str],
+                            actor: Person | None, **_: Any) -> dict[str, int]:
+    """End the consents of each category a newly published notice changed materially or removed.
+
+    The receiver of :data:`portal.signals.notice_published`; returns how many consents ended
+    per category.
+    """
+    return {key: expire_consents_for_material_change(key, notice, actor=actor) for key in ending}
+
+
+def expired_consents(notice: NoticeVersion) -> dict[str, int]:
+    """Count, per category, the consents that ``notice`` ended and that still wait for an answer."""
+    rows = db.execute(
+        select(ConsentStatus.category_key, func.count())
+        .where(ConsentStatus.notice_version_id == notice.id,
+               ConsentStatus.state == ConsentState.EXPIRED)
+        .group_by(ConsentStatus.category_key))
+    return {key: count for key, count in rows}
+
+
+def active_consents(category_key: str) -> int:
+    """Count the consents that allow collection for a category now."""
+    return db.scalar(
+        select(func.count()).select_from(ConsentStatus)
+        .where(ConsentStatus.category_key == category_key,
+               ConsentStatus.state.in_([ConsentState.GIVEN, ConsentState.RENEWED]))) or 0
 
 
 # --- upkeep and checks -----------------------------------------------------------------------

@@ -22,10 +22,10 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
-from portal.auth.access import role_required
-from portal.auth.models import Person, Role
+from portal.auth.models import Person
 from portal.auth.views import safe_next
 from portal.catalog.models import Category, NoticeVersion
+from portal.catalog.notices import find_notice
 from portal.consent import receipts, service, webhooks, wording
 from portal.consent.forms import ConsentChoiceForm, WithdrawAllForm
 from portal.consent.models import (
@@ -98,7 +98,7 @@ def _answer(category: Category, form: ConsentChoiceForm, event: ConsentEvent | N
 
 
 def _seen_version(form: ConsentChoiceForm) -> NoticeVersion:
-    seen = service.find_notice_version(form.notice_version.data or 0)
+    seen = find_notice(form.notice_version.data or 0)
     if seen is None:
         abort(400, description=_("The notice version in the form does not exist. Nothing was "
                                  "changed. Please reload the page and choose again."))
@@ -148,7 +148,7 @@ def withdraw(key: str) -> Response:
     category = _consent_category(key)
     form = ConsentChoiceForm()
     _validated(form)
-    seen = service.find_notice_version(form.notice_version.data or 0)
+    seen = find_notice(form.notice_version.data or 0)
     event = service.withdraw_consent(_person(), category, notice_version=seen,
                                      method=ConsentMethod.WEB, actor=_person())
     title = _title(key, event.notice_version_id if event else (seen.id if seen else 0))
@@ -169,7 +169,7 @@ def refuse(key: str) -> Response:
     category = _consent_category(key)
     form = ConsentChoiceForm()
     _validated(form)
-    seen = service.find_notice_version(form.notice_version.data or 0)
+    seen = find_notice(form.notice_version.data or 0)
     event = service.refuse_consent(_person(), category, notice_version=seen,
                                    method=ConsentMethod.WEB, actor=_person())
     title = _title(key, event.notice_version_id if event else (seen.id if seen else 0))
@@ -314,20 +314,6 @@ def jwks() -> Response:
     response = jsonify(receipts.public_jwks())
     response.headers["Cache-Control"] = "public, max-age=3600"
     return response
-
-
-# --- the privacy admin's view ----------------------------------------------------------------
-
-@bp.get("/consent/admin/webhooks")
-@role_required(Role.ADMIN)
-def admin_webhooks() -> str:
-    """Show the privacy admin how withdrawal notices to collectors are getting on.
-
-    Deliberately without person or category: the admin learns whether collectors hear of
-    withdrawals, not who withdrew what.
-    """
-    counts, lines = webhooks.delivery_overview()
-    return render_template("consent/admin_webhooks.html", counts=counts, lines=lines)
 
 
 # --- for templates that include the consent controls -----------------------------------------

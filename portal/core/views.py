@@ -11,8 +11,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.wrappers import Response
 
 from portal.auth.views import safe_next
-from portal.catalog.service import current_notice, list_categories_for
+from portal.catalog.notices import current_notice
 from portal.core.forms import LocaleForm
+from portal.core.overview import list_categories_for
 from portal.db import db, ping
 from portal.i18n import current_locale
 

@@ -41,8 +41,9 @@ from portal.audit.models import AuditEntry
 from portal.audit.service import detail_of, entries_concerning
 from portal.audit.wording import ROLES, WHAT
 from portal.auth.models import Person
+from portal.catalog.document import FALLBACK_LANGUAGE
 from portal.catalog.models import CategoryNotice, NoticeVersion
-from portal.catalog.service import FALLBACK_LANGUAGE, current_notice
+from portal.catalog.notices import current_notice
 from portal.consent import chain, receipts
 from portal.consent.models import ConsentEvent
 from portal.consent.service import category_text

@@ -30,9 +30,10 @@ from portal.audit.models import AuditAction, AuditRole
 from portal.audit.service import record
 from portal.auth.access import role_required
 from portal.auth.models import Person, Role
+from portal.catalog.notices import current_notice
 from portal.consent import wording
 from portal.consent.models import ConsentState
-from portal.consent.service import category_titles, current_notice_version
+from portal.consent.service import category_titles
 from portal.db import get_engine, utcnow
 from portal.hr import service
 from portal.hr.forms import EXPORT_FORMATS, ExportForm, RecordFilterForm
@@ -66,7 +67,7 @@ def _audit_role() -> AuditRole:
 
 def _titles() -> dict[str, str]:
     """Return each category's title in the reader's language, as the current notice words it."""
-    current = current_notice_version()
+    current = current_notice()
     return category_titles(current.id, current_locale()) if current else {}
 
 

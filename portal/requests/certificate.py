@@ -17,8 +17,9 @@ from flask import current_app
 from flask_babel import format_datetime
 from flask_babel import gettext as _
 
+from portal.catalog.notices import current_notice
 from portal.consent import receipts
-from portal.consent.service import category_titles, current_notice_version
+from portal.consent.service import category_titles
 from portal.db import db, utcnow
 from portal.hashchain import format_time
 from portal.i18n import current_locale
@@ -147,7 +148,7 @@ def _utc(value: str | None) -> str:
 
 def certificate_context(claims: dict[str, Any]) -> dict[str, Any]:
     """Put a certificate into the primitive values its printed form shows, in this language."""
-    notice = current_notice_version()
+    notice = current_notice()
     titles = category_titles(notice.id, current_locale()) if notice else {}
     request = claims["request"]
     scope = request["scope"]

@@ -25,7 +25,8 @@ from portal.auth.access import (
 )
 from portal.auth.models import Person, Role
 from portal.catalog.models import Objection
-from portal.consent.service import category_titles, current_notice_version
+from portal.catalog.notices import current_notice
+from portal.consent.service import category_titles
 from portal.db import db
 from portal.i18n import current_locale
 from portal.pdf import render_pdf
@@ -56,7 +57,7 @@ def _person() -> Person:
 
 
 def _titles() -> dict[str, str]:
-    notice = current_notice_version()
+    notice = current_notice()
     return category_titles(notice.id, current_locale()) if notice else {}
 
 

@@ -25,9 +25,11 @@ from portal.api.models import CollectionAcknowledgement
 from portal.api.service import create_collector, revoke_collector
 from portal.auth.models import Person
 from portal.auth.service import sign_in
-from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_file
+from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
+from portal.catalog.notices import current_notice
+from portal.catalog.publication import load_catalog
 from portal.consent.models import ConsentMethod
-from portal.consent.service import current_notice_version, grant_consent, withdraw_consent
+from portal.consent.service import grant_consent, withdraw_consent
 from portal.db import commit, db
 from portal.vault.checks import parse_timestamp
 from portal.vault.ingest import find_category
@@ -179,7 +181,7 @@ class World:
         """Give the person's consent for ``keys`` under the notice in force."""
         self.person(subject)
         with self.app.app_context():
-            notice = current_notice_version()
+            notice = current_notice()
             assert notice is not None
             person = self._person(subject)
             for key in keys:
@@ -198,7 +200,8 @@ class World:
 
     def object_to(self, subject: str, key: str, *, upheld: bool) -> None:
         """File the person's objection to ``key`` and have a DPO uphold or dismiss it."""
-        from portal.catalog.service import file_objection, find_section
+        from portal.catalog.notices import find_section
+        from portal.catalog.objections import file_objection
         from portal.requests.service import decide_objection
 
         self.person(subject)

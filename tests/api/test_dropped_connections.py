@@ -19,7 +19,8 @@ import pytest
 from flask import Flask
 
 from portal import create_app
-from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_file
+from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
+from portal.catalog.publication import load_catalog
 from portal.cli import upgrade_database
 from portal.db import commit, get_engine
 from tests.api.conftest import ISSUER, OpenAPICheckingClient, World, bearer, keystroke_batch

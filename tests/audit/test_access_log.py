@@ -12,7 +12,8 @@ from sqlalchemy import select, update
 from portal.audit.models import AuditAction, AuditEntry, AuditRole
 from portal.audit.service import record
 from portal.auth.models import Person
-from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_file
+from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
+from portal.catalog.publication import load_catalog
 from portal.db import commit, db
 from tests.conftest import ACCOUNTS, SignIn
 

@@ -34,18 +34,13 @@ from werkzeug.exceptions import HTTPException
 from portal.api.service import register_collector
 from portal.auth.models import Person
 from portal.auth.service import sign_in
+from portal.catalog.document import SHIPPED_CATALOG, parse_catalog, read_catalog_file
 from portal.catalog.models import NoticeVersion
-from portal.catalog.service import (
-    SHIPPED_CATALOG,
-    file_objection,
-    find_section,
-    load_catalog,
-    parse_catalog,
-    publish_notice,
-    read_catalog_file,
-)
+from portal.catalog.notices import current_notice, find_section
+from portal.catalog.objections import file_objection
+from portal.catalog.publication import load_catalog, publish_notice
 from portal.consent.models import ConsentMethod
-from portal.consent.service import current_notice_version, grant_consent, withdraw_consent
+from portal.consent.service import grant_consent, withdraw_consent
 from portal.db import commit, db
 from portal.i18n import LANGUAGES
 from portal.requests import service as requests_service
@@ -115,7 +110,7 @@ ENDPOINTS: dict[str, Shown | Reached | NotAPage] = {
     "consent.receipt_jws": NotAPage("download: signed consent receipt (JWS)"),
     "consent.receipt_pdf": NotAPage("download: consent receipt (PDF)"),
     "consent.jwks": NotAPage("JSON: the receipt signing keys"),
-    "consent.admin_webhooks": shown("/consent/admin/webhooks", roles=(ADMIN,)),
+    "admin.webhook_deliveries": shown("/consent/admin/webhooks", roles=(ADMIN,)),
     "exports.my_data": shown("/my-data"),
     "exports.download_form": shown("/my-data/download"),
     "audit.access_log": shown("/access-log"),
@@ -209,7 +204,7 @@ def seed(app: Flask, issuer: str) -> dict[str, Any]:
             "Laptop agent", ["keystrokes", "pointer", "clicks"], webhook_url="http://127.0.0.1:9/")
         people = {who: _person(who, issuer) for who in ("alex", "bea", "chris", "dana", "eli")}
         alex, dana = people["alex"], people["dana"]
-        notice = current_notice_version()
+        notice = current_notice()
         assert notice is not None
         for who, keys in (("alex", ("keystrokes", "pointer", "clicks", "conversations")),
                           ("bea", ("pointer",)), ("chris", ("clicks",))):

@@ -7,7 +7,8 @@ from typing import Any
 
 from flask import Flask
 
-from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_file
+from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
+from portal.catalog.publication import load_catalog
 from portal.db import commit
 from tests.conftest import ACCOUNTS, PASSWORD
 from tests.consent.conftest import publish_changed_text

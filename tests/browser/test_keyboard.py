@@ -16,7 +16,8 @@ import pytest
 from flask import Flask
 from playwright.sync_api import Page
 
-from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_file
+from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
+from portal.catalog.publication import load_catalog
 from portal.db import commit
 from tests.conftest import ACCOUNTS, PASSWORD
 from tests.support.browser import migrated_sqlite_database, screenshot, sign_in_with_form

@@ -15,15 +15,14 @@ from flask_babel import force_locale
 from sqlalchemy import select
 
 from portal.auth.models import Person
-from portal.catalog.models import NoticeVersion
-from portal.catalog.service import (
+from portal.catalog.document import (
     SHIPPED_CATALOG,
     CatalogDocument,
-    load_catalog,
     parse_catalog,
-    publish_notice,
     read_catalog_file,
 )
+from portal.catalog.models import NoticeVersion
+from portal.catalog.publication import load_catalog, publish_notice
 from portal.db import commit, db
 
 CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
@@ -104,7 +103,7 @@ def publish(app: Flask, document: CatalogDocument, *, material: dict[str, str] |
                                 works_council_ref="WC-1",
                                 change_summary={"en": "A change.", "de": "Eine Änderung.",
                                                 "fr": "Une modification."},
-                                material=material or {})
+                                material=material or {}).notice
         commit()
         return notice.number
 

@@ -11,13 +11,8 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
+from portal.catalog.document import FALLBACK_LANGUAGE, SHIPPED_CATALOG, CatalogError, parse_catalog
 from portal.catalog.models import Category, CategoryNotice, LegalBasis
-from portal.catalog.service import (
-    FALLBACK_LANGUAGE,
-    SHIPPED_CATALOG,
-    CatalogError,
-    parse_catalog,
-)
 from portal.db import db
 from portal.i18n import LANGUAGES
 from tests.catalog.support import Raw, category, shipped_raw, to_yaml, versions, write_catalog

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from portal.auth.models import Person
 from portal.catalog.models import Objection, ObjectionState
-from portal.catalog.service import one_month_after
+from portal.catalog.objections import one_month_after
 from portal.db import db
 from tests.catalog.support import csrf_token, person_id
 from tests.conftest import ACCOUNTS, SignIn

@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from portal.auth.models import Person
-from portal.catalog.service import SHIPPED_CATALOG, parse_catalog
+from portal.catalog.document import SHIPPED_CATALOG, parse_catalog
 from portal.db import db
 from tests.catalog.support import Raw, category, changed_document, csrf_token, publish
 from tests.conftest import SignIn

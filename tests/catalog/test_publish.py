@@ -9,12 +9,9 @@ from flask import Flask
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
+from portal.catalog.document import content_sha256
 from portal.catalog.models import Category, CategoryNotice, NoticeVersion
-from portal.catalog.service import (
-    PublishRefused,
-    content_sha256,
-    publish_notice,
-)
+from portal.catalog.publication import PublishRefused, publish_notice
 from portal.db import db
 from portal.i18n import LANGUAGES
 from tests.catalog.support import (

@@ -13,14 +13,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from portal.auth.models import Person
+from portal.catalog.document import SHIPPED_CATALOG, parse_catalog, read_catalog_file
 from portal.catalog.models import Category, NoticeVersion
-from portal.catalog.service import (
-    SHIPPED_CATALOG,
-    load_catalog,
-    parse_catalog,
-    publish_notice,
-    read_catalog_file,
-)
+from portal.catalog.publication import load_catalog, publish_notice
 from portal.db import commit, db
 from tests.conftest import ACCOUNTS, SignIn
 
@@ -51,7 +46,7 @@ def publish_changed_text(app: Flask, key: str, *, material: bool) -> int:
             document, published_by="tests", dpo_sign_off="DPO of the tests",
             change_summary={"en": "A summary changed.", "de": "Eine Zusammenfassung.",
                             "fr": "Un résumé a changé."},
-            material={key: "It now says more."} if material else {})
+            material={key: "It now says more."} if material else {}).notice
         commit()
         return notice.number
 

@@ -8,6 +8,7 @@ from flask import Flask, render_template_string
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from portal.catalog.notices import current_notice
 from portal.consent import service
 from portal.consent.models import ConsentEvent, ConsentState, ConsentStatus
 from portal.db import db
@@ -197,7 +198,7 @@ def _controls(app: Flask, who: str, key: str) -> str:
 
         subject = person(app, who)
         login_user(subject)
-        notice = service.current_notice_version()
+        notice = current_notice()
         status = service.current_states(subject.id).get(key)
         return render_template_string(
             '{% include "consent/_controls.html" %}', category=category(app, key),

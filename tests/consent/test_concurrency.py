@@ -28,7 +28,8 @@ import requests
 from sqlalchemy import select
 
 from portal import ROOT, create_app
-from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_file
+from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
+from portal.catalog.publication import load_catalog
 from portal.cli import upgrade_database
 from portal.consent import service
 from portal.consent.models import ConsentEvent, ConsentState, ConsentStatus

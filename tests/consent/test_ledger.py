@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError
 
 from portal.auth.models import Person
 from portal.catalog.models import Category, NoticeVersion
+from portal.catalog.notices import current_notice
 from portal.consent import chain, service
 from portal.consent.models import (
     ActorRole,
@@ -98,7 +99,7 @@ def test_verify_chain_names_the_first_broken_link() -> None:
 def _toggle(app: Flask, times: int, *, keys: tuple[str, ...] = ("keystrokes", "clicks")) -> None:
     """Give and withdraw consent for Alex and Bea, ``times`` changes each per category."""
     with app.app_context():
-        notice = service.current_notice_version()
+        notice = current_notice()
         assert notice is not None
         people = []
         for name in ("alex", "bea"):

@@ -20,6 +20,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from portal.api.service import register_collector
+from portal.catalog.notices import current_notice
 from portal.consent import webhooks
 from portal.consent.models import DeliveryState, WebhookDelivery
 from portal.db import commit, db
@@ -87,7 +88,7 @@ def _give_then_withdraw(app: Flask, sign_in: SignIn, who: str, key: str = "keyst
     signed_in(app, sign_in, who)
     with app.app_context():
         someone = person(app, who)
-        notice = service.current_notice_version()
+        notice = current_notice()
         assert notice is not None
         service.grant_consent(someone, category(app, key), notice_version=notice,
                               method=ConsentMethod.WEB, actor=someone)
@@ -239,7 +240,7 @@ def test_notice_is_queued_in_the_same_transaction(app: Flask, catalog: int,
     signed_in(app, sign_in, "alex")
     with app.app_context():
         alex = person(app, "alex")
-        notice = service.current_notice_version()
+        notice = current_notice()
         assert notice is not None
         service.grant_consent(alex, category(app, "keystrokes"), notice_version=notice,
                               method=ConsentMethod.WEB, actor=alex)

@@ -12,7 +12,8 @@ from flask import Flask
 
 from portal.auth.models import Person
 from portal.auth.service import sign_in
-from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_file
+from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
+from portal.catalog.publication import load_catalog
 from portal.db import commit
 from portal.requests import service
 from portal.requests.models import DeletionRequest, DeletionScope

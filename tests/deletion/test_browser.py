@@ -68,7 +68,8 @@ def test_request_approve_execute_and_download_the_certificate(
     look(page, "requests-cancel")
     page.get_by_role("link", name="Keep my request").click()
     with app.app_context():
-        from portal.catalog.service import file_objection, find_section
+        from portal.catalog.notices import find_section
+        from portal.catalog.objections import file_objection
 
         section = find_section("sensitivity_ratings")
         assert section is not None

@@ -146,7 +146,8 @@ def test_cancel_and_a_stale_sign_in_before_execution(
 
 def test_objections_are_decided_by_the_dpo_and_answered_on_the_requests_page(
         app: Flask, clients: dict[str, FlaskClient]) -> None:
-    from portal.catalog.service import file_objection, find_section
+    from portal.catalog.notices import find_section
+    from portal.catalog.objections import file_objection
 
     alex, dana = clients["alex"], clients["dana"]
     with app.app_context():

@@ -22,9 +22,11 @@ from sqlalchemy import select, update
 from werkzeug.test import TestResponse
 
 from portal.auth.models import Person, WebSession
-from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_file
+from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
+from portal.catalog.notices import current_notice
+from portal.catalog.publication import load_catalog
 from portal.consent.models import ConsentMethod, ConsentStatus
-from portal.consent.service import current_notice_version, grant_consent
+from portal.consent.service import grant_consent
 from portal.db import commit, db, utcnow
 from portal.vault.checks import parse_timestamp
 from portal.vault.ingest import find_category, ingest_batch
@@ -86,7 +88,7 @@ def store(app: Flask, who: str, key: str, events: list[dict[str, Any]], *,
         category = find_category(key)
         status = db.get(ConsentStatus, (person.id, key))
         if category.needs_consent and (status is None or not status.allows_collection):
-            notice = current_notice_version()
+            notice = current_notice()
             assert notice is not None
             grant_consent(person, category, notice_version=notice, method=ConsentMethod.WEB,
                           actor=person)

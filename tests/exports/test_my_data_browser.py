@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_file
+from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
+from portal.catalog.publication import load_catalog
 from portal.db import commit
 from tests.conftest import ACCOUNTS, PASSWORD
 from tests.exports.conftest import COLLEAGUE, days_ago, message, pointer_events, store

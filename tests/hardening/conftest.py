@@ -21,7 +21,8 @@ def settings(database_url: str) -> dict[str, Any]:
 @pytest.fixture
 def world(app: Flask) -> World:
     """The shipped catalog published, and the test client's world."""
-    from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_file
+    from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
+    from portal.catalog.publication import load_catalog
     from portal.db import commit
 
     with app.app_context():

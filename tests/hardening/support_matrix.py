@@ -25,16 +25,13 @@ from werkzeug.test import TestResponse
 from portal.api.service import create_collector, revoke_collector
 from portal.auth.models import Person
 from portal.auth.service import sign_in
+from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
 from portal.catalog.models import CategoryNotice
-from portal.catalog.service import (
-    SHIPPED_CATALOG,
-    current_notice,
-    file_objection,
-    load_catalog,
-    read_catalog_file,
-)
+from portal.catalog.notices import current_notice
+from portal.catalog.objections import file_objection
+from portal.catalog.publication import load_catalog
 from portal.consent.models import ConsentMethod
-from portal.consent.service import current_notice_version, grant_consent
+from portal.consent.service import grant_consent
 from portal.db import commit, db
 from portal.requests import service as requests_service
 from portal.requests.models import DeletionScope
@@ -138,7 +135,7 @@ TABLE: dict[str, Access] = {
     "collectors.index": Access.ADMIN,
     "collectors.create": Access.ADMIN,
     "collectors.revoke": Access.ADMIN,
-    "consent.admin_webhooks": Access.ADMIN,
+    "admin.webhook_deliveries": Access.ADMIN,
     # Collectors, by bearer token.
     "api.consent": Access.COLLECTOR,
     "api.consent_changes": Access.COLLECTOR,
@@ -280,7 +277,7 @@ def build_alex_world(app: Flask) -> AlexWorld:
     with app.app_context():
         load_catalog(read_catalog_file(SHIPPED_CATALOG), published_by="tests")
         alex, dana = _person(app, "alex"), _person(app, "dana")
-        notice = current_notice_version()
+        notice = current_notice()
         assert notice is not None
         receipts = []
         for key in ("keystrokes", "pointer"):

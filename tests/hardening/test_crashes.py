@@ -44,9 +44,11 @@ from sqlalchemy import select
 
 from portal.auth.models import Person, WebSession
 from portal.auth.service import sign_in
-from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_file
+from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
+from portal.catalog.notices import current_notice
+from portal.catalog.publication import load_catalog
 from portal.consent.models import ConsentEvent, ConsentMethod
-from portal.consent.service import current_notice_version, grant_consent
+from portal.consent.service import grant_consent
 from portal.db import commit, db, utcnow
 from portal.requests import service as requests_service
 from portal.requests.models import DeletionRequest, DeletionScope, RequestState
@@ -244,7 +246,7 @@ def person(subject: str, *, groups: tuple[str, ...] = ()) -> Person:
 
 
 def grant(who: Person, *keys: str) -> None:
-    notice = current_notice_version()
+    notice = current_notice()
     assert notice is not None
     for key in keys:
         grant_consent(who, find_category(key), notice_version=notice,
@@ -411,7 +413,7 @@ class ConsentChanges(Scenario):
         with app.app_context():
             people = [person(f"chooser-{number}") for number in range(self.threads)]
             self.sessions = [open_session(who.id)[0] for who in people]
-            notice = current_notice_version()
+            notice = current_notice()
             assert notice is not None
             self.notice_number = notice.number
             commit()

@@ -36,8 +36,9 @@ from sqlalchemy import select
 from weasyprint import HTML
 
 from portal.auth.models import Person
+from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
 from portal.catalog.models import Objection
-from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_file
+from portal.catalog.publication import load_catalog
 from portal.consent.models import ConsentEvent
 from portal.db import commit, db
 from portal.i18n import LANGUAGES

@@ -86,7 +86,8 @@ def settings(cluster: RestartableCluster) -> dict[str, Any]:
 @pytest.fixture
 def catalog(app: Flask) -> None:
     """Migrate the cluster's database and publish the shipped catalog."""
-    from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_file
+    from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
+    from portal.catalog.publication import load_catalog
 
     upgrade_database(app)
     with app.app_context():

@@ -29,7 +29,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from portal.api.service import create_collector
-from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_file
+from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
+from portal.catalog.publication import load_catalog
 from portal.db import commit
 from portal.limits import RECHECK_SECONDS, REDIS_TIMEOUT_SECONDS, limiter
 from tests.api.conftest import bearer

@@ -13,8 +13,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from portal.auth.models import Person
+from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
 from portal.catalog.models import Category
-from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_file
+from portal.catalog.notices import current_notice
+from portal.catalog.publication import load_catalog
 from portal.consent import service as consent_service
 from portal.consent.models import ConsentMethod
 from portal.db import commit, db
@@ -45,7 +47,7 @@ def decide(app: Flask, monkeypatch: pytest.MonkeyPatch, person_id: int, key: str
         person = db.get(Person, person_id)
         category = db.get(Category, key)
         assert person is not None and category is not None
-        version = consent_service.current_notice_version()
+        version = current_notice()
         assert version is not None
         if action == "grant":
             event = consent_service.grant_consent(person, category, notice_version=version,

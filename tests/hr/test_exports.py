@@ -22,8 +22,9 @@ from portal.audit.models import AuditEntry, AuditSubject
 from portal.audit.service import access_log, detail_of
 from portal.auth.models import Person
 from portal.catalog.models import Category
+from portal.catalog.notices import current_notice
 from portal.consent.models import ConsentMethod
-from portal.consent.service import current_notice_version, grant_consent
+from portal.consent.service import grant_consent
 from portal.db import commit, db, get_engine
 from portal.hr.service import EXPORT_COLUMNS, JSON_KEYS, RecordFilter, csv_chunks
 from portal.vault.checks import parse_timestamp
@@ -181,7 +182,7 @@ def test_no_format_contains_collected_content(app: Flask, hr: FlaskClient,
     with app.app_context():
         olga = db.get(Person, people["Olga"])
         category = db.get(Category, "ai_transcripts")
-        version = current_notice_version()
+        version = current_notice()
         assert olga is not None and category is not None and version is not None
         grant_consent(olga, category, notice_version=version, method=ConsentMethod.WEB,
                       actor=olga)

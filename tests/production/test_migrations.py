@@ -49,20 +49,14 @@ from portal.audit.service import record, verify_log
 from portal.auth.demo.models import DemoAccessToken, DemoAuthorizationCode
 from portal.auth.models import Person, WebSession
 from portal.auth.service import sign_in
+from portal.catalog.document import SHIPPED_CATALOG, parse_catalog, read_catalog_file
 from portal.catalog.models import NoticeVersion, Objection
-from portal.catalog.service import (
-    SHIPPED_CATALOG,
-    file_objection,
-    find_section,
-    load_catalog,
-    parse_catalog,
-    publish_notice,
-    read_catalog_file,
-)
+from portal.catalog.notices import current_notice, find_section
+from portal.catalog.objections import file_objection
+from portal.catalog.publication import load_catalog, publish_notice
 from portal.cli import alembic_config, upgrade_database
 from portal.consent.models import ConsentMethod
 from portal.consent.service import (
-    current_notice_version,
     grant_consent,
     rebuild_state,
     refuse_consent,
@@ -129,7 +123,7 @@ def build_representative_data() -> None:
     dana, dora = _person("dana", "privacy-office"), _person("dora", "privacy-office")
     collector, _token, _secret = create_collector(
         "laptop agent", ("keystrokes", "pointer"), webhook_url="https://collector.example.com/hook")
-    notice = current_notice_version()
+    notice = current_notice()
     assert notice is not None
     for person, keys in ((alex, ("keystrokes", "pointer", "clicks")), (bea, ("keystrokes",))):
         for key in keys:

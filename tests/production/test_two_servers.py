@@ -24,7 +24,8 @@ from sqlalchemy import func, select
 
 from portal import create_app
 from portal.api.service import create_collector
-from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_file
+from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
+from portal.catalog.publication import load_catalog
 from portal.db import commit, db, get_engine
 from portal.vault.models import CollectedBatch
 from tests.api.conftest import keystroke_batch

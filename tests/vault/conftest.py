@@ -16,10 +16,12 @@ from sqlalchemy import func, select
 
 from portal.auth.models import Person
 from portal.auth.service import sign_in
+from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
 from portal.catalog.models import Category
-from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_file
+from portal.catalog.notices import current_notice
+from portal.catalog.publication import load_catalog
 from portal.consent.models import ConsentMethod
-from portal.consent.service import current_notice_version, grant_consent, withdraw_consent
+from portal.consent.service import grant_consent, withdraw_consent
 from portal.db import commit, db
 from portal.vault.checks import parse_timestamp
 from portal.vault.ingest import IngestResult, find_category, ingest_batch
@@ -58,7 +60,7 @@ def make_person(subject: str) -> Person:
 
 def grant(person: Person, key: str) -> None:
     """Give ``person``'s consent for category ``key`` under the current notice."""
-    notice = current_notice_version()
+    notice = current_notice()
     assert notice is not None
     grant_consent(person, find_category(key), notice_version=notice, method=ConsentMethod.WEB,
                   actor=person)

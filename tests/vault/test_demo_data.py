@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from portal.catalog.service import SHIPPED_CATALOG, read_catalog_file
+from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
 from portal.db import commit
 from portal.vault import demo_data
 from portal.vault.checks import FORMAT_CHECKER, parse_timestamp

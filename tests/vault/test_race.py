@@ -25,7 +25,8 @@ from sqlalchemy.engine import make_url
 
 from portal import create_app
 from portal.auth.models import Person
-from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_file
+from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
+from portal.catalog.publication import load_catalog
 from portal.cli import upgrade_database
 from portal.consent.models import ConsentState, ConsentStatus
 from portal.db import commit, db, get_engine

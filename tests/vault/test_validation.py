@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from portal.catalog.service import SHIPPED_CATALOG, read_catalog_file
+from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
 from portal.vault import crypto, demo_data
 from portal.vault.checks import FORMAT_CHECKER, _parse_times, parse_timestamp
 from portal.vault.validation import compile_batch_schema, compile_schema

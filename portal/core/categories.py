@@ -1,4 +1,9 @@
-"""The category pages: what is recorded, why, and the person's choice or right to object."""
+"""The category pages: what is recorded, why, and the person's choice or right to object.
+
+They show the catalog's texts with the person's consent, objections and holdings, so they live
+above those features; the blueprint keeps the name ``catalog`` (its endpoints are the
+catalog's pages).
+"""
 
 from __future__ import annotations
 
@@ -9,19 +14,17 @@ from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
 from portal.catalog.forms import ObjectionForm
-from portal.catalog.service import (
-    CategoryEntry,
-    changes_since_consent,
-    current_notice,
-    describe_category_for,
+from portal.catalog.notices import current_notice
+from portal.catalog.objections import file_objection
+from portal.catalog.wording import (
     example_rows,
     field_rows,
-    file_objection,
     legal_basis_article,
     legal_basis_name,
-    list_categories_for,
     retention_words,
 )
+from portal.consent.reconsent import changes_since_consent
+from portal.core.overview import CategoryEntry, describe_category_for, list_categories_for
 from portal.i18n import current_locale
 
 bp = Blueprint("catalog", __name__, url_prefix="/categories")
@@ -50,11 +53,11 @@ def index() -> str:
 
 
 def _render_show(entry: CategoryEntry, form: ObjectionForm) -> str:
-    language = current_locale()
     return render_template(
         "catalog/show.html", entry=entry, form=form, notice=entry.section.notice_version,
         fields=field_rows(entry.content, entry.local.text), example=example_rows(entry.content),
-        reconsent=changes_since_consent(current_user, entry, language))
+        reconsent=changes_since_consent(current_user, entry.section, entry.status,
+                                        current_locale()))
 
 
 @bp.get("/<key>")
