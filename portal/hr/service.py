@@ -19,6 +19,7 @@ import json
 import math
 import operator
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,11 +41,13 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine, Row
 from sqlalchemy.orm import Session
 
-from portal.auth.models import Person
+from portal.audit.models import AuditAction, AuditRole
+from portal.audit.service import record
+from portal.auth.models import Person, Role
 from portal.catalog.models import Category, CategoryNotice, LegalBasis, NoticeVersion
 from portal.consent.models import ConsentEvent, ConsentState, ConsentStatus
 from portal.consent.service import category_text
-from portal.db import UTCDateTime, db, utcnow
+from portal.db import UTCDateTime, db, get_engine, utcnow
 
 #: Stands for "no department" / "no location" in the filter form (an empty value means "any").
 NO_VALUE = "__none__"
@@ -269,6 +272,26 @@ def state_counts(filters: RecordFilter) -> dict[str, int]:
     records = records_select(filters).subquery()
     rows = db.execute(select(records.c.state, func.count()).group_by(records.c.state))
     return {str(state): count for state, count in rows}
+
+
+def audit_role(person: Person) -> AuditRole:
+    """Return the role in which ``person`` reads consent records: HR, else the DPO."""
+    return AuditRole.HR if person.has_role(Role.HR) else AuditRole.DPO
+
+
+def _filter_detail(filters: RecordFilter) -> dict[str, str | int | None]:
+    return {f"filter_{name}": value for name, value in filters.describe().items()}
+
+
+def view_records(filters: RecordFilter, *, page: int, per_page: int, reader: Person) -> RecordPage:
+    """Return a page of the filtered records for ``reader``, audited as viewed (if any show)."""
+    shown = records_page(filters, page=page, per_page=per_page)
+    viewed = sorted({row.person_id for row in shown.rows})
+    if viewed:
+        record("hr.view", action=AuditAction.READ, role=audit_role(reader), subjects=viewed,
+               actor=reader, detail={"rows": len(shown.rows), "page": shown.page,
+                                     **_filter_detail(filters)})
+    return shown
 
 
 @dataclass(frozen=True)
@@ -508,6 +531,81 @@ def json_chunks(engine: Engine, filters: RecordFilter, people: frozenset[int],
         yield (separator + json.dumps(record, ensure_ascii=False)).encode()
         separator = ",\n  "
     yield b"\n ]\n}\n"
+
+
+# --- an export, as asked for --------------------------------------------------------------
+
+#: The formats of an export, and what each is sent as.
+MEDIA_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "json": "application/json",
+    "pdf": "application/pdf",
+}
+
+
+@dataclass(frozen=True)
+class ExportFacts:
+    """What the audit entry of an export states, for the printed summary report."""
+
+    reference: str
+    records: int
+    people: int
+    generated_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class ConsentExport:
+    """An export, recorded and ready to send: the printed report's bytes, or a stream of them."""
+
+    facts: ExportFacts
+    filename: str
+    media_type: str
+    #: The PDF whole; the other formats as chunks, read on a connection of their own.
+    body: bytes | Iterator[bytes]
+
+
+def export_consent_records(filters: RecordFilter, *, chosen: str, purpose: str, reader: Person,
+                           titles: Mapping[str, str], language: str,
+                           notice_url: Callable[[str], str], sheet_title: str,
+                           print_report: Callable[[ExportFacts], bytes]) -> ConsentExport:
+    """Record the export in the audit log, then return it in the ``chosen`` format.
+
+    The entry names everyone included and is queued before anything is read: it is saved when
+    the caller commits, before the body is read, or the export fails. The rows are read as the
+    body is (see :func:`stream_partitions`); someone whose consent changed into the filter
+    meanwhile is left out, as the entry does not name them.
+
+    ``titles`` word the categories, ``notice_url`` says where each category's notice is read,
+    ``sheet_title`` names the spreadsheet's sheet and ``print_report`` prints the summary
+    report (``pdf``): the words and addresses are the caller's.
+    """
+    if chosen not in MEDIA_TYPES:
+        raise ValueError(f"unknown export format {chosen!r}")
+    people = included_people(filters)
+    facts = ExportFacts(reference=str(uuid.uuid4()), records=count_records(filters),
+                        people=len(people), generated_at=utcnow())
+    record("hr.export", action=AuditAction.EXPORT, role=audit_role(reader), subjects=people,
+           actor=reader, purpose=purpose,
+           detail={"format": chosen, "rows": facts.records, "reference": facts.reference,
+                   **_filter_detail(filters)})
+    filename = f"consent-records-{facts.generated_at:%Y%m%d-%H%M%S}.{chosen}"
+    body: bytes | Iterator[bytes]
+    if chosen == "pdf":
+        body = print_report(facts)
+    elif chosen == "csv":
+        body = csv_chunks(get_engine(), filters, frozenset(people), titles)
+    elif chosen == "xlsx":
+        body = xlsx_chunks(get_engine(), filters, frozenset(people), titles,
+                           sheet_title=sheet_title)
+    else:
+        header = {"format": "ISO/IEC TS 27560 consent records", "reference": facts.reference,
+                  "generatedAt": facts.generated_at.isoformat(),
+                  "generatedBy": reader.display_name, "purpose": purpose,
+                  "filters": filters.describe()}
+        body = json_chunks(get_engine(), filters, frozenset(people), notice_facts(language),
+                           header, language=language, notice_url=notice_url)
+    return ConsentExport(facts, filename, MEDIA_TYPES[chosen], body)
 
 
 # --- aggregates ------------------------------------------------------------------------------
