@@ -235,14 +235,13 @@ def _facts(event: ConsentEvent) -> receipts.ReceiptFacts:
     if category is None or part is None:
         abort(404)
     locale = current_locale()
-    controller = event.notice_version.document.get("controller", {})
     base_url = str(current_app.config["BASE_URL"])
     return receipts.ReceiptFacts(
         event=event, person=_person(),
         actor=db.get(Person, event.actor_id) if event.actor_id else None,
         category=category, part=part, texts=service.category_text(part.content, locale),
-        controller=controller if isinstance(controller, dict) else {}, language=locale,
-        base_url=base_url, notice_url=base_url + url_for("catalog.show", key=category.key))
+        language=locale, base_url=base_url,
+        notice_url=base_url + url_for("catalog.show", key=category.key))
 
 
 @bp.get("/consent/receipts/<receipt_id>.jws")

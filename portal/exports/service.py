@@ -538,13 +538,11 @@ class DownloadBuilder:
             part = db.get(CategoryNotice, (event.notice_version_id, event.category_key))
             if part is None:
                 continue
-            controller = event.notice_version.document.get("controller", {})
             facts = receipts.ReceiptFacts(
                 event=event, person=self.person,
                 actor=db.get(Person, event.actor_id) if event.actor_id else None,
                 category=part.category, part=part,
                 texts=category_text(part.content, self.language),
-                controller=controller if isinstance(controller, dict) else {},
                 language=self.language, base_url=base_url,
                 notice_url=base_url + url_for("catalog.show", key=event.category_key))
             token = receipts.sign_receipt(receipts.build_receipt(facts, issued_at=issued_at))

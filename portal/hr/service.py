@@ -46,6 +46,7 @@ from portal.audit.service import record
 from portal.auth.models import Person, Role
 from portal.catalog.models import Category, CategoryNotice, LegalBasis, NoticeVersion
 from portal.consent.models import ConsentEvent, ConsentState, ConsentStatus
+from portal.consent.records import NoticeTerms, consent_record, notice_terms
 from portal.consent.service import category_text
 from portal.db import UTCDateTime, db, get_engine, utcnow
 
@@ -402,59 +403,15 @@ def xlsx_chunks(engine: Engine, filters: RecordFilter, people: frozenset[int],
 
 # --- JSON: ISO/IEC TS 27560 consent records --------------------------------------------------
 
-@dataclass(frozen=True)
-class NoticeFacts:
-    """What a notice version says about one category, in one language."""
-
-    version: int
-    published_at: str
-    category_sha256: str
-    title: str
-    purposes: list[str]
-    recipients: list[str]
-    fields: list[str]
-    retention_days: int
-    sensitivity: int
-    how_to_withdraw: str
-    controller: dict[str, str]
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list | tuple):
-        return [str(item) for item in value]
-    return []
-
-
-def notice_facts(locale: str) -> dict[tuple[int, str], NoticeFacts]:
-    """Return every notice version's facts per category (a few dozen entries), by version id."""
+def notice_facts(locale: str) -> dict[tuple[int, str], NoticeTerms]:
+    """Return every notice version's terms per category (a few dozen entries), by version id."""
     categories = {category.key: category for category in db.scalars(select(Category))}
-    facts: dict[tuple[int, str], NoticeFacts] = {}
     rows = db.execute(select(CategoryNotice, NoticeVersion)
                       .join(NoticeVersion, NoticeVersion.id == CategoryNotice.notice_version_id))
-    for part, version in rows:
-        texts = category_text(part.content, locale)
-        category = categories.get(part.category_key)
-        controller = version.document.get("controller", {})
-        controller = controller if isinstance(controller, dict) else {}
-        fields = texts.get("fields")
-        facts[(version.id, part.category_key)] = NoticeFacts(
-            version=version.number, published_at=version.published_at.isoformat(),
-            category_sha256=part.content_sha256,
-            title=str(texts.get("title") or part.category_key),
-            purposes=_strings(texts.get("purposes")),
-            recipients=_strings(texts.get("recipients")),
-            fields=[str(value) for value in fields.values()] if isinstance(fields, dict) else [],
-            retention_days=int(part.content.get("retention_days")
-                               or (category.retention_days if category else 0)),
-            sensitivity=int(part.content.get("sensitivity")
-                            or (category.sensitivity if category else 0)),
-            how_to_withdraw=str(texts.get("how_to_withdraw", "")),
-            controller={"name": str(controller.get("name", "")),
-                        "contact": str(controller.get("contact", "")),
-                        "dpoContact": str(controller.get("dpo_contact", ""))})
-    return facts
+    return {(version.id, part.category_key): notice_terms(
+                part, version, category_text(part.content, locale),
+                category=categories.get(part.category_key))
+            for part, version in rows}
 
 
 def history_select(filters: RecordFilter) -> Select[Any]:
@@ -479,32 +436,18 @@ def history_select(filters: RecordFilter) -> Select[Any]:
                       ConsentEvent.id))
 
 
-def json_record(rows: Sequence[Row[Any]], facts: Mapping[tuple[int, str], NoticeFacts], *,
+def json_record(rows: Sequence[Row[Any]], facts: Mapping[tuple[int, str], NoticeTerms], *,
                 language: str, notice_url: Callable[[str], str]) -> dict[str, Any]:
     """Build one ISO/IEC TS 27560 consent record from its events (keys: :data:`JSON_KEYS`)."""
     first = rows[0]
-    notice = facts.get((first.notice_version_id, first.category))
-    title = notice.title if notice else first.category
-    url = notice_url(first.category)
     state = ConsentState(first.state)
     return {
-        "recordId": first.record_id,
-        "piiPrincipal": {"id": first.account, "issuer": first.issuer, "name": first.person,
-                         "department": first.department, "location": first.location},
-        "notice": {"version": first.notice_version,
-                   "publishedAt": notice.published_at if notice else None,
-                   "categorySha256": notice.category_sha256 if notice else None,
-                   "url": url},
-        "language": language,
-        "legalBasis": "consent (GDPR Art. 6(1)(a))",
-        "purposes": notice.purposes if notice else [],
-        "dataCategories": [{"key": first.category, "name": title,
-                            "sensitivity": notice.sensitivity if notice else None,
-                            "fields": notice.fields if notice else []}],
-        "controller": notice.controller if notice else {},
-        "retention": {"days": notice.retention_days if notice else None},
-        "recipients": notice.recipients if notice else [],
-        "withdrawal": {"how": notice.how_to_withdraw if notice else "", "url": url},
+        **consent_record(
+            first.record_id, {"id": first.account, "issuer": first.issuer, "name": first.person,
+                              "department": first.department, "location": first.location},
+            facts.get((first.notice_version_id, first.category)), category_key=first.category,
+            notice_version=first.notice_version, notice_url=notice_url(first.category),
+            language=language, write_time=dt.datetime.isoformat),
         "state": str(state),
         "stateIri": state.iri,
         "since": first.since.isoformat(),
@@ -516,7 +459,7 @@ def json_record(rows: Sequence[Row[Any]], facts: Mapping[tuple[int, str], Notice
 
 
 def json_chunks(engine: Engine, filters: RecordFilter, people: frozenset[int],
-                facts: Mapping[tuple[int, str], NoticeFacts], header: Mapping[str, Any], *,
+                facts: Mapping[tuple[int, str], NoticeTerms], header: Mapping[str, Any], *,
                 language: str, notice_url: Callable[[str], str]) -> Iterator[bytes]:
     """Stream a JSON document: ``header``'s facts, then ``records``, one record at a time."""
     opening = json.dumps(dict(header), ensure_ascii=False, indent=1)
