@@ -29,6 +29,8 @@ from portal.catalog.models import Category, CategoryNotice
 from portal.consent import chain
 from portal.consent.models import ConsentEvent, ConsentMethod, ConsentState
 from portal.consent.records import consent_record, notice_controller, notice_terms
+from portal.consent.service import category_notice, category_text
+from portal.db import db
 
 KEY_FILE = "receipt-signing-key.jwk"
 ALGORITHM = "ES256"
@@ -121,6 +123,22 @@ class ReceiptFacts:
     base_url: str
     #: Where the category's notice is read and consent changed (absolute URL).
     notice_url: str
+
+
+def receipt_facts(event: ConsentEvent, person: Person, *, language: str, base_url: str,
+                  notice_url: str) -> ReceiptFacts | None:
+    """Gather what the receipt of ``person``'s ``event`` states, in ``language``.
+
+    ``None`` when the notice version the event names has no section for its category.
+    """
+    part = category_notice(event.category_key, event.notice_version_id)
+    if part is None:
+        return None
+    return ReceiptFacts(
+        event=event, person=person,
+        actor=db.get(Person, event.actor_id) if event.actor_id else None,
+        category=part.category, part=part, texts=category_text(part.content, language),
+        language=language, base_url=base_url, notice_url=notice_url)
 
 
 COLLECTION_METHODS = {

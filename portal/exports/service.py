@@ -535,16 +535,11 @@ class DownloadBuilder:
         base_url = str(current_app.config["BASE_URL"])
         issued_at = int(self.generated_at.timestamp())
         for event in self._own_consent_events():
-            part = db.get(CategoryNotice, (event.notice_version_id, event.category_key))
-            if part is None:
-                continue
-            facts = receipts.ReceiptFacts(
-                event=event, person=self.person,
-                actor=db.get(Person, event.actor_id) if event.actor_id else None,
-                category=part.category, part=part,
-                texts=category_text(part.content, self.language),
-                language=self.language, base_url=base_url,
+            facts = receipts.receipt_facts(
+                event, self.person, language=self.language, base_url=base_url,
                 notice_url=base_url + url_for("catalog.show", key=event.category_key))
+            if facts is None:
+                continue
             token = receipts.sign_receipt(receipts.build_receipt(facts, issued_at=issued_at))
             yield from self._emit(f"consent/receipts/{event.receipt_id}.jws",
                                   [(token + "\n").encode("ascii")])
