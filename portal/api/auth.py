@@ -1,4 +1,4 @@
-"""Who is calling the collector API: bearer tokens, their scopes, and the API's refusals.
+"""Who is calling the collector API: bearer tokens, their scopes, and how many requests each sends.
 
 Only the ``Authorization: Bearer <token>`` header authenticates; a browser's session cookie
 is never looked at, so a signed-in page cannot be turned into an API call (no CSRF route in).
@@ -11,13 +11,14 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from flask import current_app, g, request
 from flask_limiter.util import get_remote_address
 from limits import RateLimitItem, parse
 from sqlalchemy.exc import DBAPIError
 
+from portal.api.errors import ApiError
 from portal.api.service import CollectorIdentity, hash_token, identify_collector
 from portal.db import db
 from portal.limits import api_counter, limiter
@@ -28,31 +29,6 @@ T = TypeVar("T")
 #: What the portal advertises to clients that did not authenticate (RFC 6750, section 3).
 REALM = 'Bearer realm="collector-api"'
 DEFAULT_RATE_LIMIT = "600 per minute"
-
-
-class ApiError(Exception):
-    """A refusal of the API: its HTTP status, a stable machine code and a sentence for people.
-
-    ``fields`` (for ``invalid_request``) lists each field at fault with what is wrong with it;
-    ``headers`` are added to the answer (``WWW-Authenticate``, ``Retry-After``).
-    """
-
-    def __init__(self, status: int, code: str, message: str, *,
-                 fields: list[dict[str, str]] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.fields = fields
-        self.headers = headers or {}
-
-    def body(self) -> dict[str, Any]:
-        """Return the JSON body of the answer."""
-        body: dict[str, Any] = {"error": self.code, "message": self.message}
-        if self.fields is not None:
-            body["fields"] = self.fields
-        return body
 
 
 def _presented_token() -> str | None:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from portal.api.auth import ApiError
+from portal.api.errors import invalid
 from portal.api.models import CollectionAction
 from portal.db import utcnow
 from portal.vault.checks import CLOCK_SKEW, parse_timestamp
@@ -27,16 +27,6 @@ MAX_CURSOR_DIGITS = 18
 #: Cursors are ledger positions, stored as 32-bit integers: none can lie beyond this one.
 LAST_POSITION = 2**31 - 1
 _TIME_HINT = "must be a date and time with its time zone (RFC 3339), such as 2026-03-02T09:14:07Z"
-
-
-def invalid(problems: list[tuple[str, str]]) -> ApiError:
-    """Return the 400 answer naming each field at fault."""
-    fields = [{"field": field, "message": message} for field, message in problems]
-    summary = "; ".join(f"{field} {message}" for field, message in problems[:5])
-    more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-    noun = "field is" if len(problems) == 1 else "fields are"
-    return ApiError(400, "invalid_request",
-                    f"{len(problems)} {noun} not valid: {summary}{more}.", fields=fields)
 
 
 # Subjects and category keys are printable; a NUL would also be refused by PostgreSQL.

@@ -1,4 +1,4 @@
-"""Registering collectors and keeping their secrets."""
+"""Registering collectors and keeping their secrets; what collectors may ask and send."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import base64
 import datetime as dt
 import functools
 import hashlib
+import logging
 import os
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 import psycopg
@@ -23,6 +24,7 @@ from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import aliased
 
+from portal.api.errors import ApiError, invalid
 from portal.api.models import CollectionAcknowledgement, CollectionAction, Collector
 from portal.auth.models import Person
 from portal.catalog.models import (
@@ -35,7 +37,25 @@ from portal.catalog.models import (
 )
 from portal.consent.models import ConsentEvent, ConsentState, ConsentStatus
 from portal.db import db, utcnow
+from portal.observability import metrics
+from portal.vault.checks import check_batch
+from portal.vault.errors import (
+    BatchInvalid,
+    BatchTooLarge,
+    ConsentRequired,
+    IdempotencyConflict,
+    ObjectionUpheld,
+    UnknownCategory,
+    VaultError,
+    VaultIntegrityError,
+)
+from portal.vault.ingest import IngestResult, ingest_batch
 from portal.webhook_urls import webhook_url_refusal
+
+if TYPE_CHECKING:
+    from portal.api.forms import BatchRequest
+
+log = logging.getLogger(__name__)
 
 _SEAL_INFO = b"consent-portal collector webhook secret v1"
 
@@ -492,6 +512,81 @@ def _batch_parties_statement() -> Select[Any]:
         .outerjoin(Person, and_(Person.issuer == bindparam("issuer"),
                                 Person.subject == bindparam("subject")))
         .where(Collector.token_hash == bindparam("token_hash")))
+
+
+#: How a refusal of a batch words the consent state that refused it.
+REASONS = {None: "not given", ConsentState.WITHDRAWN: "withdrawn",
+           ConsentState.REFUSED: "refused",
+           ConsentState.EXPIRED: "expired after a material change of the notice (the person "
+                                 "must confirm again)"}
+
+
+def _consent_required(category_key: str, state: ConsentState | None) -> ApiError:
+    reason = REASONS.get(state, "not current")
+    return ApiError(403, "consent_required", f"Recording {category_key!r} is not allowed for "
+                    f"this person now: consent is {reason}. Nothing was stored.")
+
+
+def accept_batch(collector: CollectorIdentity, batch: BatchRequest, parties: BatchParties, *,
+                 idempotency_key: str | None) -> IngestResult:
+    """Store one batch if consent is current when it commits; return what the vault did.
+
+    ``parties`` are what :func:`identify_batch_parties` found for the batch, in this same
+    transaction; ``collector`` is their collector, accepted and in scope for the category.
+    A person the portal does not know is refused as one who never consented, after the same
+    checks of the batch: answers do not tell which people exist.
+
+    :raise ApiError: in the API's words, with nothing stored: the category is not in the
+        catalog in force (403), the batch breaks a rule or its schema (400) or is too large
+        (413), consent is not current (403) or an objection was upheld (403), the
+        Idempotency-Key was used for other content (409), the vault could not store it now
+        (503, with Retry-After).
+    :raise VaultIntegrityError: evidence of tampering or a wrong master key, never papered
+        over.
+    """
+    try:
+        # Whether the category is in the catalog in force came with the parties, in the
+        # same transaction as the rest of the batch: ingest_batch need not read it again.
+        category = parties.category
+        if category is None or not parties.category_in_force:
+            raise UnknownCategory(batch.category_key)
+        options: dict[str, Any] = {
+            "events": batch.events, "collected_from": batch.collected_from,
+            "collected_to": batch.collected_to, "dss_level": batch.dss_level,
+            "collector_id": collector.id, "idempotency_key": idempotency_key}
+        person = parties.person
+        if person is None:
+            # The same checks and the same refusal as for a person who never consented, so
+            # that answers do not tell which people exist.
+            check_batch(category, **options)
+            raise _consent_required(category.key, None)
+        result = ingest_batch(person, category, catalog_checked=True, **options)
+    except UnknownCategory:
+        raise ApiError(403, "category_not_allowed", f"Category {batch.category_key!r} is not "
+                       "in the catalog in force: nothing may be recorded for it.") from None
+    except BatchInvalid as exc:
+        raise invalid([(error.path, error.message) for error in exc.errors]) from None
+    except BatchTooLarge as exc:
+        raise ApiError(413, "payload_too_large", f"{exc}. Nothing was stored.") from None
+    except ConsentRequired as exc:
+        raise _consent_required(batch.category_key, exc.state) from None
+    except ObjectionUpheld:
+        raise ApiError(403, "objection_upheld", f"Recording {batch.category_key!r} is not "
+                       "allowed for this person: their objection to it was upheld. Nothing "
+                       "was stored.") from None
+    except IdempotencyConflict as exc:
+        raise ApiError(409, "idempotency_conflict", f"The Idempotency-Key was used before for "
+                       f"batch {exc.public_id}, with different content. Use a new key for a "
+                       "new batch. Nothing was stored.") from None
+    except VaultIntegrityError:
+        raise  # evidence of tampering or a wrong master key: a 500, logged, never papered over
+    except VaultError as exc:
+        log.warning("batch refused by the vault: %s", exc)
+        raise ApiError(503, "service_unavailable", "The batch could not be stored right now. "
+                       "Send it again (with the same Idempotency-Key).",
+                       headers={"Retry-After": "5"}) from None
+    metrics.count_ingested_batch(category.key, result.event_count, created=result.created)
+    return result
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,13 @@
 
 The API answers JSON only, authenticates by bearer token only (no cookies, so no CSRF), and
 counts requests per token. Views stay thin: the envelope is checked in
-:mod:`portal.api.forms`, the rest is the vault's and the consent ledger's business.
+:mod:`portal.api.forms`, the rest in :mod:`portal.api.service` (which asks the vault and the
+consent ledger).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import zlib
 from typing import Any
 
@@ -20,7 +20,6 @@ from werkzeug.wrappers import Response
 
 from portal.api import openapi
 from portal.api.auth import (
-    ApiError,
     accept_collector,
     count_request,
     first_statement,
@@ -30,8 +29,8 @@ from portal.api.auth import (
     require_token,
 )
 from portal.api.cli import collectors_group, seed_demo_step
+from portal.api.errors import ApiError, invalid
 from portal.api.forms import (
-    invalid,
     parse_acknowledgement,
     parse_batch,
     parse_changes_query,
@@ -43,6 +42,7 @@ from portal.api.service import (
     AcknowledgementRefused,
     CollectionStop,
     CollectorIdentity,
+    accept_batch,
     acknowledgements_for,
     identify_batch_parties,
     list_consent_changes,
@@ -51,26 +51,11 @@ from portal.api.service import (
 )
 from portal.auth.demo.cli import register_seed_step
 from portal.catalog.notices import current_notice
-from portal.consent.models import ConsentState
 from portal.consent.service import category_titles
 from portal.db import get_engine
 from portal.i18n import current_locale
 from portal.observability import metrics
 from portal.security import csrf
-from portal.vault.checks import check_batch
-from portal.vault.errors import (
-    BatchInvalid,
-    BatchTooLarge,
-    ConsentRequired,
-    IdempotencyConflict,
-    ObjectionUpheld,
-    UnknownCategory,
-    VaultError,
-    VaultIntegrityError,
-)
-from portal.vault.ingest import ingest_batch
-
-log = logging.getLogger(__name__)
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 # Bearer tokens, not cookies: a browser cannot be tricked into sending one, so no CSRF token.
@@ -83,10 +68,6 @@ ERROR_CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 40
                405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
                415: "unsupported_media_type", 429: "too_many_requests",
                500: "internal_server_error", 503: "service_unavailable"}
-REASONS = {None: "not given", ConsentState.WITHDRAWN: "withdrawn",
-           ConsentState.REFUSED: "refused",
-           ConsentState.EXPIRED: "expired after a material change of the notice (the person "
-                                 "must confirm again)"}
 
 
 # --- plumbing --------------------------------------------------------------------------------
@@ -246,12 +227,6 @@ def consent_changes() -> Response:
         "next_cursor": str(changes[-1].cursor if changes else after)})
 
 
-def _consent_required(category_key: str, state: ConsentState | None) -> ApiError:
-    reason = REASONS.get(state, "not current")
-    return ApiError(403, "consent_required", f"Recording {category_key!r} is not allowed for "
-                    f"this person now: consent is {reason}. Nothing was stored.")
-
-
 @bp.post("/batches")
 def submit_batch() -> Response:
     """Store one batch if consent is current when it commits; 403 and nothing stored otherwise."""
@@ -265,49 +240,8 @@ def submit_batch() -> Response:
         token, category_key=batch.category_key, subject=batch.subject, issuer=_issuer()))
     collector = accept_collector(parties.collector)
     require_scope(collector, batch.category_key)
-    idempotency_key = request.headers.get("Idempotency-Key")
-    try:
-        # Whether the category is in the catalog in force came with the parties, in the
-        # same transaction as the rest of the batch: ingest_batch need not read it again.
-        category = parties.category
-        if category is None or not parties.category_in_force:
-            raise UnknownCategory(batch.category_key)
-        options: dict[str, Any] = {
-            "events": batch.events, "collected_from": batch.collected_from,
-            "collected_to": batch.collected_to, "dss_level": batch.dss_level,
-            "collector_id": collector.id, "idempotency_key": idempotency_key}
-        person = parties.person
-        if person is None:
-            # The same checks and the same refusal as for a person who never consented, so
-            # that answers do not tell which people exist.
-            check_batch(category, **options)
-            raise _consent_required(category.key, None)
-        result = ingest_batch(person, category, catalog_checked=True, **options)
-        metrics.count_ingested_batch(category.key, result.event_count, created=result.created)
-    except UnknownCategory:
-        raise ApiError(403, "category_not_allowed", f"Category {batch.category_key!r} is not "
-                       "in the catalog in force: nothing may be recorded for it.") from None
-    except BatchInvalid as exc:
-        raise invalid([(error.path, error.message) for error in exc.errors]) from None
-    except BatchTooLarge as exc:
-        raise ApiError(413, "payload_too_large", f"{exc}. Nothing was stored.") from None
-    except ConsentRequired as exc:
-        raise _consent_required(batch.category_key, exc.state) from None
-    except ObjectionUpheld:
-        raise ApiError(403, "objection_upheld", f"Recording {batch.category_key!r} is not "
-                       "allowed for this person: their objection to it was upheld. Nothing "
-                       "was stored.") from None
-    except IdempotencyConflict as exc:
-        raise ApiError(409, "idempotency_conflict", f"The Idempotency-Key was used before for "
-                       f"batch {exc.public_id}, with different content. Use a new key for a "
-                       "new batch. Nothing was stored.") from None
-    except VaultIntegrityError:
-        raise  # evidence of tampering or a wrong master key: a 500, logged, never papered over
-    except VaultError as exc:
-        log.warning("batch refused by the vault: %s", exc)
-        raise ApiError(503, "service_unavailable", "The batch could not be stored right now. "
-                       "Send it again (with the same Idempotency-Key).",
-                       headers={"Retry-After": "5"}) from None
+    result = accept_batch(collector, batch, parties,
+                          idempotency_key=request.headers.get("Idempotency-Key"))
     return _json({"batch_id": result.public_id, "events": result.event_count},
                  201 if result.created else 200)
 

@@ -28,6 +28,9 @@ from portal.auth.models import Person
 from portal.catalog.models import Category, CategoryNotice
 from portal.consent import chain
 from portal.consent.models import ConsentEvent, ConsentMethod, ConsentState
+from portal.consent.records import consent_record, notice_controller, notice_terms
+from portal.consent.service import category_notice, category_text
+from portal.db import db
 
 KEY_FILE = "receipt-signing-key.jwk"
 ALGORITHM = "ES256"
@@ -116,11 +119,26 @@ class ReceiptFacts:
     category: Category
     part: CategoryNotice
     texts: Mapping[str, Any]
-    controller: Mapping[str, Any]
     language: str
     base_url: str
     #: Where the category's notice is read and consent changed (absolute URL).
     notice_url: str
+
+
+def receipt_facts(event: ConsentEvent, person: Person, *, language: str, base_url: str,
+                  notice_url: str) -> ReceiptFacts | None:
+    """Gather what the receipt of ``person``'s ``event`` states, in ``language``.
+
+    ``None`` when the notice version the event names has no section for its category.
+    """
+    part = category_notice(event.category_key, event.notice_version_id)
+    if part is None:
+        return None
+    return ReceiptFacts(
+        event=event, person=person,
+        actor=db.get(Person, event.actor_id) if event.actor_id else None,
+        category=part.category, part=part, texts=category_text(part.content, language),
+        language=language, base_url=base_url, notice_url=notice_url)
 
 
 COLLECTION_METHODS = {
@@ -131,33 +149,25 @@ COLLECTION_METHODS = {
 }
 
 
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list | tuple):
-        return [str(item) for item in value]
-    return []
-
-
 def build_receipt(facts: ReceiptFacts, *, issued_at: int) -> dict[str, Any]:
     """Return the receipt's claims (Kantara CR v1.1 with ISO/IEC TS 27560 record fields)."""
-    event, person, texts = facts.event, facts.person, facts.texts
-    title = str(texts.get("title") or facts.category.key)
-    purposes = _strings(texts.get("purposes"))
-    recipients = _strings(texts.get("recipients"))
-    fields = texts.get("fields")
-    data_fields = list(fields.values()) if isinstance(fields, Mapping) else []
-    retention_days = int(facts.part.content.get("retention_days")
-                         or facts.category.retention_days)
-    sensitivity = int(facts.part.content.get("sensitivity") or facts.category.sensitivity)
-    withdraw_url = facts.notice_url
-    controller_name = str(facts.controller.get("name", ""))
-    controller_contact = str(facts.controller.get("contact", ""))
+    event, person = facts.event, facts.person
     version = event.notice_version
-    occurred = chain.format_time(event.occurred_at)
+    terms = notice_terms(facts.part, version, facts.texts, category=facts.category)
+    controller = notice_controller(version)
+    withdraw_url = facts.notice_url
     actor = {"role": str(event.actor_role)}
     if facts.actor is not None:
         actor["name"] = facts.actor.display_name
+    record = consent_record(
+        event.receipt_id, {"id": person.subject, "issuer": person.issuer,
+                           "name": person.display_name, "email": person.email},
+        terms, category_key=facts.category.key, notice_version=version.number,
+        notice_url=withdraw_url, language=facts.language, write_time=chain.format_time,
+        cite_document=True)
+    record["event"] = {"time": chain.format_time(event.occurred_at), "actor": actor,
+                       "method": str(event.method), "state": str(event.state),
+                       "stateIri": event.state.iri}
     return {
         # Registered JWT claims, so that generic JOSE tools read it too.
         "iss": facts.base_url,
@@ -166,7 +176,7 @@ def build_receipt(facts: ReceiptFacts, *, issued_at: int) -> dict[str, Any]:
         "jti": event.receipt_id,
         # Kantara Initiative Consent Receipt Specification v1.1.
         "version": KANTARA_VERSION,
-        "jurisdiction": str(facts.controller.get("jurisdiction", "EU")),
+        "jurisdiction": str(controller.get("jurisdiction", "EU")),
         "consentTimestamp": int(event.occurred_at.timestamp()),
         "collectionMethod": COLLECTION_METHODS[event.method],
         "consentReceiptID": event.receipt_id,
@@ -174,51 +184,30 @@ def build_receipt(facts: ReceiptFacts, *, issued_at: int) -> dict[str, Any]:
         "language": facts.language,
         "piiPrincipalId": person.subject,
         "piiControllers": [{
-            "piiController": controller_name,
+            "piiController": terms.controller["name"],
             "onBehalf": False,
-            "contact": controller_contact,
-            "email": controller_contact,
-            "address": str(facts.controller.get("address", "")),
-            "phone": str(facts.controller.get("phone", "")),
+            "contact": terms.controller["contact"],
+            "email": terms.controller["contact"],
+            "address": str(controller.get("address", "")),
+            "phone": str(controller.get("phone", "")),
         }],
         "policyUrl": withdraw_url,
         "services": [{
-            "service": title,
+            "service": terms.title,
             "purposes": [{
                 "purpose": purpose,
                 "purposeCategory": ["AI model training"],
                 "consentType": "EXPLICIT",
-                "piiCategory": [title],
+                "piiCategory": [terms.title],
                 "primaryPurpose": index == 0,
-                "termination": str(texts.get("how_to_withdraw", "")),
+                "termination": terms.how_to_withdraw,
                 "thirdPartyDisclosure": False,
-            } for index, purpose in enumerate(purposes)],
+            } for index, purpose in enumerate(terms.purposes)],
         }],
-        "sensitive": sensitivity >= 3,
+        "sensitive": terms.sensitivity >= 3,
         "spiCat": [],
         # ISO/IEC TS 27560:2023 consent record.
-        "consentRecord": {
-            "recordId": event.receipt_id,
-            "piiPrincipal": {"id": person.subject, "issuer": person.issuer,
-                             "name": person.display_name, "email": person.email},
-            "notice": {"version": version.number,
-                       "publishedAt": chain.format_time(version.published_at),
-                       "categorySha256": facts.part.content_sha256,
-                       "documentSha256": version.document_sha256,
-                       "url": withdraw_url},
-            "language": facts.language,
-            "legalBasis": "consent (GDPR Art. 6(1)(a))",
-            "purposes": purposes,
-            "dataCategories": [{"key": facts.category.key, "name": title,
-                                "sensitivity": sensitivity, "fields": data_fields}],
-            "controller": {"name": controller_name, "contact": controller_contact,
-                           "dpoContact": str(facts.controller.get("dpo_contact", ""))},
-            "retention": {"days": retention_days},
-            "recipients": recipients,
-            "withdrawal": {"how": str(texts.get("how_to_withdraw", "")), "url": withdraw_url},
-            "event": {"time": occurred, "actor": actor, "method": str(event.method),
-                      "state": str(event.state), "stateIri": event.state.iri},
-        },
+        "consentRecord": record,
         # Where the event sits in the portal's hash-chained ledger.
         "ledger": {"fields": chain.canonical_fields(event.leaf_fields()),
                    "leafHash": event.leaf_hash, "chainHash": event.chain_hash},

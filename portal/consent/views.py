@@ -230,19 +230,13 @@ def _own_event(receipt_id: str) -> ConsentEvent:
 
 
 def _facts(event: ConsentEvent) -> receipts.ReceiptFacts:
-    category = db.get(Category, event.category_key)
-    part = service.category_notice(event.category_key, event.notice_version_id)
-    if category is None or part is None:
-        abort(404)
-    locale = current_locale()
-    controller = event.notice_version.document.get("controller", {})
     base_url = str(current_app.config["BASE_URL"])
-    return receipts.ReceiptFacts(
-        event=event, person=_person(),
-        actor=db.get(Person, event.actor_id) if event.actor_id else None,
-        category=category, part=part, texts=service.category_text(part.content, locale),
-        controller=controller if isinstance(controller, dict) else {}, language=locale,
-        base_url=base_url, notice_url=base_url + url_for("catalog.show", key=category.key))
+    facts = receipts.receipt_facts(
+        event, _person(), language=current_locale(), base_url=base_url,
+        notice_url=base_url + url_for("catalog.show", key=event.category_key))
+    if facts is None:
+        abort(404)
+    return facts
 
 
 @bp.get("/consent/receipts/<receipt_id>.jws")

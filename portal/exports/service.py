@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from flask import current_app, render_template, url_for
+from flask import current_app, g, render_template, url_for
 from flask_babel import format_datetime
 from flask_babel import gettext as _
 from sqlalchemy import select
@@ -37,8 +37,8 @@ from sqlalchemy import select
 # up to date (see pyproject.toml).
 from zipstream import ZIP_DEFLATED, ZipStream
 
-from portal.audit.models import AuditEntry
-from portal.audit.service import detail_of, entries_concerning
+from portal.audit.models import AuditAction, AuditEntry, AuditRole
+from portal.audit.service import detail_of, entries_concerning, record
 from portal.audit.wording import ROLES, WHAT
 from portal.auth.models import Person
 from portal.catalog.document import FALLBACK_LANGUAGE
@@ -48,7 +48,7 @@ from portal.consent import chain, receipts
 from portal.consent.models import ConsentEvent
 from portal.consent.service import category_text
 from portal.consent.wording import method_label, state_label
-from portal.db import db
+from portal.db import EXTENSION, db, utcnow
 from portal.exports.sections import DownloadSection
 from portal.pdf import render_pdf
 from portal.vault import crypto
@@ -286,8 +286,14 @@ def preview(person: Person, category: HeldCategory, schema: Mapping[str, Any],
     return rows
 
 
-def my_data(person: Person, language: str) -> list[HeldCategory]:
-    """Return what is held about ``person`` per category, each with its latest events."""
+def view_my_data(person: Person, language: str) -> list[HeldCategory]:
+    """Return what is held about ``person`` per category, each with its latest events.
+
+    Audited as the person's own view before anything is read: if the entry cannot be written,
+    nothing is shown.
+    """
+    record("my_data.view", action=AuditAction.READ, role=AuditRole.SUBJECT,
+           subjects=person.id, actor=person)
     pseudonyms = pseudonyms_for(person)
     result = []
     for category in held_overview(person, language):
@@ -525,18 +531,11 @@ class DownloadBuilder:
         base_url = str(current_app.config["BASE_URL"])
         issued_at = int(self.generated_at.timestamp())
         for event in self._own_consent_events():
-            part = db.get(CategoryNotice, (event.notice_version_id, event.category_key))
-            if part is None:
-                continue
-            controller = event.notice_version.document.get("controller", {})
-            facts = receipts.ReceiptFacts(
-                event=event, person=self.person,
-                actor=db.get(Person, event.actor_id) if event.actor_id else None,
-                category=part.category, part=part,
-                texts=category_text(part.content, self.language),
-                controller=controller if isinstance(controller, dict) else {},
-                language=self.language, base_url=base_url,
+            facts = receipts.receipt_facts(
+                event, self.person, language=self.language, base_url=base_url,
                 notice_url=base_url + url_for("catalog.show", key=event.category_key))
+            if facts is None:
+                continue
             token = receipts.sign_receipt(receipts.build_receipt(facts, issued_at=issued_at))
             yield from self._emit(f"consent/receipts/{event.receipt_id}.jws",
                                   [(token + "\n").encode("ascii")])
@@ -647,10 +646,59 @@ def build_download(person: Person, choice: DownloadChoice, *, language: str,
     """Yield ``person``'s download as ZIP bytes, built while it is read.
 
     Reads through :data:`portal.db.db`: the caller binds it to a unit of work that lives as
-    long as the stream (the request's own has ended before the first byte is sent).
+    long as the stream (see :func:`stream_download`).
     """
     yield from coalesce(DownloadBuilder(person, choice, language, sections,
                                         generated_at).stream())
+
+
+def stream_download(person: Person, choice: DownloadChoice, *, language: str,
+                    sections: Sequence[DownloadSection],
+                    generated_at: dt.datetime) -> Iterator[bytes]:
+    """Yield the download as :func:`build_download` does, in a unit of work of its own.
+
+    The request's unit of work committed (with the audit entry) and closed before the first
+    byte; this one lives as long as the stream and only reads, on PostgreSQL from one
+    snapshot, so that both files of a category and the manifest agree even while new batches
+    arrive. It is :data:`portal.db.db` while the stream is read (in the application context
+    the caller keeps, e.g. with Flask's ``stream_with_context``).
+    """
+    session = current_app.extensions[EXTENSION]()
+    g.db_session = session
+    try:
+        if session.get_bind().dialect.name == "postgresql":
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ",
+                                                  "postgresql_readonly": True})
+        yield from build_download(person, choice, language=language, sections=sections,
+                                  generated_at=generated_at)
+    finally:
+        g.pop("db_session", None)
+        session.close()
+
+
+@dataclass(frozen=True)
+class Download:
+    """A download, recorded and ready to send: the ZIP's name and its bytes, built as read."""
+
+    filename: str
+    chunks: Iterator[bytes]
+
+
+def download(person: Person, choice: DownloadChoice, *, language: str,
+             sections: Sequence[DownloadSection]) -> Download:
+    """Record ``person``'s download of their own data, then return it (see :func:`stream_download`).
+
+    The audit entry is written when the caller commits, before the first byte is read: if it
+    cannot be written, nothing is sent.
+    """
+    record("my_data.download", action=AuditAction.DOWNLOAD, role=AuditRole.SUBJECT,
+           subjects=person.id, actor=person,
+           detail={"categories": ",".join(choice.categories),
+                   "from": choice.from_date or None, "to": choice.to_date or None})
+    generated_at = utcnow()
+    return Download(download_filename(generated_at),
+                    stream_download(person, choice, language=language, sections=sections,
+                                    generated_at=generated_at))
 
 
 def download_filename(moment: dt.datetime) -> str:

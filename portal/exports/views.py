@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
 from zoneinfo import ZoneInfo
 
 from flask import (
     Blueprint,
     abort,
     current_app,
-    g,
     make_response,
     render_template,
     request,
@@ -21,14 +19,11 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
-from portal.audit.models import AuditAction, AuditRole
-from portal.audit.service import record
 from portal.auth.access import fresh_sign_in_age, fresh_sign_in_redirect, signed_in_within
 from portal.auth.models import Person
-from portal.db import EXTENSION, utcnow
 from portal.exports import service
 from portal.exports.forms import DownloadForm
-from portal.exports.sections import DownloadSection, registered_sections
+from portal.exports.sections import registered_sections
 from portal.i18n import current_locale, select_timezone
 from portal.limits import download_limit, limiter, per_person
 
@@ -50,11 +45,7 @@ def _no_store(response: Response) -> Response:
 @login_required
 def my_data() -> Response:
     """Show, per category, what is held about the person and their latest events."""
-    person = _person()
-    # Before anything is read: if the entry cannot be written, nothing is shown.
-    record("my_data.view", action=AuditAction.READ, role=AuditRole.SUBJECT,
-           subjects=person.id, actor=person)
-    categories = service.my_data(person, current_locale())
+    categories = service.view_my_data(_person(), current_locale())
     return _no_store(make_response(render_template("exports/my_data.html",
                                                    categories=categories)))
 
@@ -103,27 +94,6 @@ def _rate_limited_message() -> str:
              "are still complete.")
 
 
-def _stream(person: Person, choice: service.DownloadChoice, language: str,
-            sections: Sequence[DownloadSection], generated_at: dt.datetime) -> Iterator[bytes]:
-    """Build the ZIP in a unit of work of its own, which lives as long as the stream.
-
-    The request's unit of work committed (with the audit entry) and closed before the first
-    byte; this one only reads, on PostgreSQL from one snapshot, so that both files of a
-    category and the manifest agree even while new batches arrive.
-    """
-    session = current_app.extensions[EXTENSION]()
-    g.db_session = session
-    try:
-        if session.get_bind().dialect.name == "postgresql":
-            session.connection(execution_options={"isolation_level": "REPEATABLE READ",
-                                                  "postgresql_readonly": True})
-        yield from service.build_download(person, choice, language=language,
-                                          sections=sections, generated_at=generated_at)
-    finally:
-        g.pop("db_session", None)
-        session.close()
-
-
 @bp.post("/my-data/download")
 @login_required
 @limiter.limit(download_limit, key_func=per_person, error_message=_rate_limited_message,
@@ -152,17 +122,9 @@ def download() -> Response:
         return fresh_sign_in_redirect(url_for(".download_form", **query))
     since, until = _period(form)
     choice = service.DownloadChoice(keys, since, until, from_date, to_date)
-    # Written with the request's commit, before the first byte of the stream: if it cannot
-    # be written, the request fails and nothing is sent.
-    record("my_data.download", action=AuditAction.DOWNLOAD, role=AuditRole.SUBJECT,
-           subjects=person.id, actor=person,
-           detail={"categories": ",".join(keys), "from": from_date or None,
-                   "to": to_date or None})
-    generated_at = utcnow()
-    body = stream_with_context(_stream(person, choice, current_locale(),
-                                       registered_sections(current_app), generated_at))
-    response = Response(body, mimetype="application/zip", direct_passthrough=True)
-    response.headers["Content-Disposition"] = (
-        f'attachment; filename="{service.download_filename(generated_at)}"')
+    made = service.download(person, choice, language=current_locale(),
+                            sections=registered_sections(current_app))
+    response = Response(stream_with_context(made.chunks), mimetype="application/zip",
+                        direct_passthrough=True)
+    response.headers["Content-Disposition"] = f'attachment; filename="{made.filename}"'
     return _no_store(response)
-

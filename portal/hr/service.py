@@ -19,6 +19,7 @@ import json
 import math
 import operator
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,11 +41,14 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine, Row
 from sqlalchemy.orm import Session
 
-from portal.auth.models import Person
+from portal.audit.models import AuditAction, AuditRole
+from portal.audit.service import record
+from portal.auth.models import Person, Role
 from portal.catalog.models import Category, CategoryNotice, LegalBasis, NoticeVersion
 from portal.consent.models import ConsentEvent, ConsentState, ConsentStatus
+from portal.consent.records import NoticeTerms, consent_record, notice_terms
 from portal.consent.service import category_text
-from portal.db import UTCDateTime, db, utcnow
+from portal.db import UTCDateTime, db, get_engine, utcnow
 
 #: Stands for "no department" / "no location" in the filter form (an empty value means "any").
 NO_VALUE = "__none__"
@@ -271,6 +275,26 @@ def state_counts(filters: RecordFilter) -> dict[str, int]:
     return {str(state): count for state, count in rows}
 
 
+def audit_role(person: Person) -> AuditRole:
+    """Return the role in which ``person`` reads consent records: HR, else the DPO."""
+    return AuditRole.HR if person.has_role(Role.HR) else AuditRole.DPO
+
+
+def _filter_detail(filters: RecordFilter) -> dict[str, str | int | None]:
+    return {f"filter_{name}": value for name, value in filters.describe().items()}
+
+
+def view_records(filters: RecordFilter, *, page: int, per_page: int, reader: Person) -> RecordPage:
+    """Return a page of the filtered records for ``reader``, audited as viewed (if any show)."""
+    shown = records_page(filters, page=page, per_page=per_page)
+    viewed = sorted({row.person_id for row in shown.rows})
+    if viewed:
+        record("hr.view", action=AuditAction.READ, role=audit_role(reader), subjects=viewed,
+               actor=reader, detail={"rows": len(shown.rows), "page": shown.page,
+                                     **_filter_detail(filters)})
+    return shown
+
+
 @dataclass(frozen=True)
 class FilterOptions:
     """The values the filter form offers: those that exist."""
@@ -379,59 +403,15 @@ def xlsx_chunks(engine: Engine, filters: RecordFilter, people: frozenset[int],
 
 # --- JSON: ISO/IEC TS 27560 consent records --------------------------------------------------
 
-@dataclass(frozen=True)
-class NoticeFacts:
-    """What a notice version says about one category, in one language."""
-
-    version: int
-    published_at: str
-    category_sha256: str
-    title: str
-    purposes: list[str]
-    recipients: list[str]
-    fields: list[str]
-    retention_days: int
-    sensitivity: int
-    how_to_withdraw: str
-    controller: dict[str, str]
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list | tuple):
-        return [str(item) for item in value]
-    return []
-
-
-def notice_facts(locale: str) -> dict[tuple[int, str], NoticeFacts]:
-    """Return every notice version's facts per category (a few dozen entries), by version id."""
+def notice_facts(locale: str) -> dict[tuple[int, str], NoticeTerms]:
+    """Return every notice version's terms per category (a few dozen entries), by version id."""
     categories = {category.key: category for category in db.scalars(select(Category))}
-    facts: dict[tuple[int, str], NoticeFacts] = {}
     rows = db.execute(select(CategoryNotice, NoticeVersion)
                       .join(NoticeVersion, NoticeVersion.id == CategoryNotice.notice_version_id))
-    for part, version in rows:
-        texts = category_text(part.content, locale)
-        category = categories.get(part.category_key)
-        controller = version.document.get("controller", {})
-        controller = controller if isinstance(controller, dict) else {}
-        fields = texts.get("fields")
-        facts[(version.id, part.category_key)] = NoticeFacts(
-            version=version.number, published_at=version.published_at.isoformat(),
-            category_sha256=part.content_sha256,
-            title=str(texts.get("title") or part.category_key),
-            purposes=_strings(texts.get("purposes")),
-            recipients=_strings(texts.get("recipients")),
-            fields=[str(value) for value in fields.values()] if isinstance(fields, dict) else [],
-            retention_days=int(part.content.get("retention_days")
-                               or (category.retention_days if category else 0)),
-            sensitivity=int(part.content.get("sensitivity")
-                            or (category.sensitivity if category else 0)),
-            how_to_withdraw=str(texts.get("how_to_withdraw", "")),
-            controller={"name": str(controller.get("name", "")),
-                        "contact": str(controller.get("contact", "")),
-                        "dpoContact": str(controller.get("dpo_contact", ""))})
-    return facts
+    return {(version.id, part.category_key): notice_terms(
+                part, version, category_text(part.content, locale),
+                category=categories.get(part.category_key))
+            for part, version in rows}
 
 
 def history_select(filters: RecordFilter) -> Select[Any]:
@@ -456,32 +436,18 @@ def history_select(filters: RecordFilter) -> Select[Any]:
                       ConsentEvent.id))
 
 
-def json_record(rows: Sequence[Row[Any]], facts: Mapping[tuple[int, str], NoticeFacts], *,
+def json_record(rows: Sequence[Row[Any]], facts: Mapping[tuple[int, str], NoticeTerms], *,
                 language: str, notice_url: Callable[[str], str]) -> dict[str, Any]:
     """Build one ISO/IEC TS 27560 consent record from its events (keys: :data:`JSON_KEYS`)."""
     first = rows[0]
-    notice = facts.get((first.notice_version_id, first.category))
-    title = notice.title if notice else first.category
-    url = notice_url(first.category)
     state = ConsentState(first.state)
     return {
-        "recordId": first.record_id,
-        "piiPrincipal": {"id": first.account, "issuer": first.issuer, "name": first.person,
-                         "department": first.department, "location": first.location},
-        "notice": {"version": first.notice_version,
-                   "publishedAt": notice.published_at if notice else None,
-                   "categorySha256": notice.category_sha256 if notice else None,
-                   "url": url},
-        "language": language,
-        "legalBasis": "consent (GDPR Art. 6(1)(a))",
-        "purposes": notice.purposes if notice else [],
-        "dataCategories": [{"key": first.category, "name": title,
-                            "sensitivity": notice.sensitivity if notice else None,
-                            "fields": notice.fields if notice else []}],
-        "controller": notice.controller if notice else {},
-        "retention": {"days": notice.retention_days if notice else None},
-        "recipients": notice.recipients if notice else [],
-        "withdrawal": {"how": notice.how_to_withdraw if notice else "", "url": url},
+        **consent_record(
+            first.record_id, {"id": first.account, "issuer": first.issuer, "name": first.person,
+                              "department": first.department, "location": first.location},
+            facts.get((first.notice_version_id, first.category)), category_key=first.category,
+            notice_version=first.notice_version, notice_url=notice_url(first.category),
+            language=language, write_time=dt.datetime.isoformat),
         "state": str(state),
         "stateIri": state.iri,
         "since": first.since.isoformat(),
@@ -493,7 +459,7 @@ def json_record(rows: Sequence[Row[Any]], facts: Mapping[tuple[int, str], Notice
 
 
 def json_chunks(engine: Engine, filters: RecordFilter, people: frozenset[int],
-                facts: Mapping[tuple[int, str], NoticeFacts], header: Mapping[str, Any], *,
+                facts: Mapping[tuple[int, str], NoticeTerms], header: Mapping[str, Any], *,
                 language: str, notice_url: Callable[[str], str]) -> Iterator[bytes]:
     """Stream a JSON document: ``header``'s facts, then ``records``, one record at a time."""
     opening = json.dumps(dict(header), ensure_ascii=False, indent=1)
@@ -508,6 +474,81 @@ def json_chunks(engine: Engine, filters: RecordFilter, people: frozenset[int],
         yield (separator + json.dumps(record, ensure_ascii=False)).encode()
         separator = ",\n  "
     yield b"\n ]\n}\n"
+
+
+# --- an export, as asked for --------------------------------------------------------------
+
+#: The formats of an export, and what each is sent as.
+MEDIA_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "json": "application/json",
+    "pdf": "application/pdf",
+}
+
+
+@dataclass(frozen=True)
+class ExportFacts:
+    """What the audit entry of an export states, for the printed summary report."""
+
+    reference: str
+    records: int
+    people: int
+    generated_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class ConsentExport:
+    """An export, recorded and ready to send: the printed report's bytes, or a stream of them."""
+
+    facts: ExportFacts
+    filename: str
+    media_type: str
+    #: The PDF whole; the other formats as chunks, read on a connection of their own.
+    body: bytes | Iterator[bytes]
+
+
+def export_consent_records(filters: RecordFilter, *, chosen: str, purpose: str, reader: Person,
+                           titles: Mapping[str, str], language: str,
+                           notice_url: Callable[[str], str], sheet_title: str,
+                           print_report: Callable[[ExportFacts], bytes]) -> ConsentExport:
+    """Record the export in the audit log, then return it in the ``chosen`` format.
+
+    The entry names everyone included and is queued before anything is read: it is saved when
+    the caller commits, before the body is read, or the export fails. The rows are read as the
+    body is (see :func:`stream_partitions`); someone whose consent changed into the filter
+    meanwhile is left out, as the entry does not name them.
+
+    ``titles`` word the categories, ``notice_url`` says where each category's notice is read,
+    ``sheet_title`` names the spreadsheet's sheet and ``print_report`` prints the summary
+    report (``pdf``): the words and addresses are the caller's.
+    """
+    if chosen not in MEDIA_TYPES:
+        raise ValueError(f"unknown export format {chosen!r}")
+    people = included_people(filters)
+    facts = ExportFacts(reference=str(uuid.uuid4()), records=count_records(filters),
+                        people=len(people), generated_at=utcnow())
+    record("hr.export", action=AuditAction.EXPORT, role=audit_role(reader), subjects=people,
+           actor=reader, purpose=purpose,
+           detail={"format": chosen, "rows": facts.records, "reference": facts.reference,
+                   **_filter_detail(filters)})
+    filename = f"consent-records-{facts.generated_at:%Y%m%d-%H%M%S}.{chosen}"
+    body: bytes | Iterator[bytes]
+    if chosen == "pdf":
+        body = print_report(facts)
+    elif chosen == "csv":
+        body = csv_chunks(get_engine(), filters, frozenset(people), titles)
+    elif chosen == "xlsx":
+        body = xlsx_chunks(get_engine(), filters, frozenset(people), titles,
+                           sheet_title=sheet_title)
+    else:
+        header = {"format": "ISO/IEC TS 27560 consent records", "reference": facts.reference,
+                  "generatedAt": facts.generated_at.isoformat(),
+                  "generatedBy": reader.display_name, "purpose": purpose,
+                  "filters": filters.describe()}
+        body = json_chunks(get_engine(), filters, frozenset(people), notice_facts(language),
+                           header, language=language, notice_url=notice_url)
+    return ConsentExport(facts, filename, MEDIA_TYPES[chosen], body)
 
 
 # --- aggregates ------------------------------------------------------------------------------

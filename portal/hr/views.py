@@ -2,13 +2,13 @@
 
 Every route is for the HR and DPO roles only. A view of the list and every export are written
 to the audit log before anything is read, naming each person included, so that each sees it
-in their access log.
+in their access log (:mod:`portal.hr.service` does both; the views word and send them).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import uuid
+from collections.abc import Callable
 from typing import Any
 
 from flask import (
@@ -26,15 +26,13 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
-from portal.audit.models import AuditAction, AuditRole
-from portal.audit.service import record
+from portal.audit.models import AuditRole
 from portal.auth.access import role_required
 from portal.auth.models import Person, Role
 from portal.catalog.notices import current_notice
 from portal.consent import wording
 from portal.consent.models import ConsentState
 from portal.consent.service import category_titles
-from portal.db import get_engine, utcnow
 from portal.hr import service
 from portal.hr.forms import EXPORT_FORMATS, ExportForm, RecordFilterForm
 from portal.i18n import current_locale
@@ -46,12 +44,6 @@ bp = Blueprint("hr", __name__, url_prefix="/hr")
 PER_PAGE = 50
 FILTER_FIELDS = ("department", "location", "category", "state", "notice_version",
                  "changed_from", "changed_to", "as_of")
-MEDIA_TYPES = {
-    "csv": "text/csv; charset=utf-8",
-    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "json": "application/json",
-    "pdf": "application/pdf",
-}
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -59,10 +51,6 @@ MEDIA_TYPES = {
 def _person() -> Person:
     person: Person = current_user._get_current_object()  # type: ignore[attr-defined]
     return person
-
-
-def _audit_role() -> AuditRole:
-    return AuditRole.HR if _person().has_role(Role.HR) else AuditRole.DPO
 
 
 def _titles() -> dict[str, str]:
@@ -174,22 +162,13 @@ def _render(filter_form: RecordFilterForm, export_form: ExportForm, titles: dict
     filters = service.RecordFilter()
     if valid:
         filters = filter_form.to_filter()
-        page = service.records_page(filters, page=request.args.get("page", 1, type=int),
-                                    per_page=PER_PAGE)
-        viewed = sorted({row.person_id for row in page.rows})
-        if viewed:
-            record("hr.view", action=AuditAction.READ, role=_audit_role(), subjects=viewed,
-                   actor=_person(), detail={"rows": len(page.rows), "page": page.page,
-                                            **_filter_detail(filters)})
+        page = service.view_records(filters, page=request.args.get("page", 1, type=int),
+                                    per_page=PER_PAGE, reader=_person())
     return render_template(
         "hr/index.html", filter_form=filter_form, export_form=export_form, page=page,
         titles=titles, filters=filters, filter_args=filter_args(filter_form if valid else None),
         as_of_day=filter_form.as_of.data if valid else None,
         export_formats=EXPORT_FORMATS, **_aggregates(filters))
-
-
-def _filter_detail(filters: service.RecordFilter) -> dict[str, str | int | None]:
-    return {f"filter_{name}": value for name, value in filters.describe().items()}
 
 
 # --- the page --------------------------------------------------------------------------------
@@ -231,52 +210,33 @@ def export() -> Response | str:
                                      "reload the page and try again."))
         return _render(filter_form, export_form, titles, True)
     filters = filter_form.to_filter()
-    chosen = str(export_form.format.data)
-    people = service.included_people(filters)
-    reference = str(uuid.uuid4())
-    rows = service.count_records(filters)
-    # Recorded before anything is read; it is saved when the request commits, before the
-    # body is sent, or the export fails.
-    record("hr.export", action=AuditAction.EXPORT, role=_audit_role(), subjects=people,
-           actor=_person(), purpose=str(export_form.purpose.data).strip(),
-           detail={"format": chosen, "rows": rows, "reference": reference,
-                   **_filter_detail(filters)})
+    purpose = str(export_form.purpose.data).strip()
+    made = service.export_consent_records(
+        filters, chosen=str(export_form.format.data), purpose=purpose, reader=_person(),
+        titles=titles, language=current_locale(), notice_url=_notice_urls(titles),
+        sheet_title=_("Consent records"),
+        print_report=lambda facts: render_pdf("pdf/hr_report.html", **_report_context(
+            filter_form, filters, titles, facts, purpose=purpose)))
     # Only an export made counts against the limit, not a form sent back for its purpose.
     g.hr_exported = True
-    now = utcnow()
-    name = f"consent-records-{now:%Y%m%d-%H%M%S}.{chosen}"
-    headers = {"Content-Disposition": f'attachment; filename="{name}"',
-               "Cache-Control": "no-store"}
-    if chosen == "pdf":
-        pdf = render_pdf("pdf/hr_report.html", **_report_context(
-            filter_form, filters, titles, reference=reference, purpose=export_form.purpose.data,
-            rows=rows, people=len(people), generated=now))
-        return Response(pdf, content_type=MEDIA_TYPES[chosen], headers=headers)
-    engine = get_engine()
-    included = frozenset(people)
-    if chosen == "csv":
-        body = service.csv_chunks(engine, filters, included, titles)
-    elif chosen == "xlsx":
-        body = service.xlsx_chunks(engine, filters, included, titles,
-                                   sheet_title=_("Consent records"))
-    else:
-        base_url = str(current_app.config["BASE_URL"])
-        notice_urls = {key: base_url + url_for("catalog.show", key=key) for key in titles}
-        header = {"format": "ISO/IEC TS 27560 consent records", "reference": reference,
-                  "generatedAt": now.isoformat(), "generatedBy": _person().display_name,
-                  "purpose": export_form.purpose.data, "filters": filters.describe()}
-        body = service.json_chunks(
-            engine, filters, included, service.notice_facts(current_locale()), header,
-            language=current_locale(),
-            notice_url=lambda key: notice_urls.get(key, base_url + "/categories/" + key))
-    return Response(stream_with_context(body), content_type=MEDIA_TYPES[chosen],
-                    headers=headers)
+    body = made.body if isinstance(made.body, bytes) else stream_with_context(made.body)
+    return Response(body, content_type=made.media_type, headers={
+        "Content-Disposition": f'attachment; filename="{made.filename}"',
+        "Cache-Control": "no-store"})
+
+
+def _notice_urls(titles: dict[str, str]) -> Callable[[str], str]:
+    """Return where each category's notice is read, as an absolute URL."""
+    base_url = str(current_app.config["BASE_URL"])
+    urls = {key: base_url + url_for("catalog.show", key=key) for key in titles}
+    return lambda key: urls.get(key, base_url + "/categories/" + key)
 
 
 def _report_context(form: RecordFilterForm, filters: service.RecordFilter,
-                    titles: dict[str, str], *, reference: str, purpose: Any, rows: int,
-                    people: int, generated: dt.datetime) -> dict[str, Any]:
+                    titles: dict[str, str], facts: service.ExportFacts, *,
+                    purpose: str) -> dict[str, Any]:
     """Put the summary report into the primitive values its printed form shows."""
+    reference, generated = facts.reference, facts.generated_at
     figures = _aggregates(filters)
     rates: service.RateTable = figures["rates"]
     trend: service.Trend = figures["trend"]
@@ -291,16 +251,16 @@ def _report_context(form: RecordFilterForm, filters: service.RecordFilter,
     return {
         "reference": reference,
         "generated_by": _person().display_name,
-        "generated_role": _("HR") if _audit_role() is AuditRole.HR
+        "generated_role": _("HR") if service.audit_role(_person()) is AuditRole.HR
         else _("Data protection officer"),
         "generated_local": format_datetime(generated, "full"),
         "generated_utc": generated.strftime("%Y-%m-%d %H:%M:%S UTC"),
-        "purpose": str(purpose).strip(),
+        "purpose": purpose,
         "filters": _describe_filters(form, titles),
         "as_of": format_date(filters.as_of - dt.timedelta(days=1), "long")
         if filters.as_of else "",
-        "records": rows,
-        "people": people,
+        "records": facts.records,
+        "people": facts.people,
         "states": states,
         "states_hidden": bool(decision.hidden),
         "min_group": min_group,
@@ -318,7 +278,7 @@ def _report_context(form: RecordFilterForm, filters: service.RecordFilter,
                        for key, points in trend.series.items()],
         "audit_note": _("This export is recorded in the portal's audit log with reference "
                         "%(reference)s, and appears in the access log of each of the "
-                        "%(num)d people it includes.", reference=reference, num=people),
+                        "%(num)d people it includes.", reference=reference, num=facts.people),
     }
 
 

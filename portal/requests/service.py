@@ -160,6 +160,43 @@ def scope_summary(request: DeletionRequest) -> dict[str, vault.ScopeCount]:
                                       until=request.until) for key in keys}
 
 
+def view_own_request(request: DeletionRequest, *, person: Person) -> list[RequestEvent]:
+    """Return the timeline of ``person``'s own request, audited as their read of it."""
+    record("requests.view", action=AuditAction.READ, role=AuditRole.SUBJECT,
+           subjects=request.person_id, actor=person, detail={"request": request.reference})
+    return timeline(request)
+
+
+def own_certificate(request: DeletionRequest, *, person: Person) -> str | None:
+    """Return the signed certificate of ``person``'s own request, audited as downloaded.
+
+    ``None`` (and nothing audited) while the request has none.
+    """
+    if not request.certificate_jws:
+        return None
+    record("requests.certificate", action=AuditAction.DOWNLOAD, role=AuditRole.SUBJECT,
+           subjects=request.person_id, actor=person,
+           detail={"request": request.reference, "certificate": request.certificate_id})
+    return request.certificate_jws
+
+
+def review_request(request: DeletionRequest, *, dpo: Person) -> dict[str, vault.ScopeCount]:
+    """Return what lies in the request's scope (see :func:`scope_summary`), audited as read."""
+    summary = scope_summary(request)
+    record("requests.view", action=AuditAction.READ, role=AuditRole.DPO,
+           subjects=request.person_id, actor=dpo,
+           detail={"request": request.reference, "categories": len(summary)})
+    return summary
+
+
+def review_objection(objection: Objection, *, dpo: Person) -> list[RequestEvent]:
+    """Return the timeline of an objection, audited as the DPO's read of it."""
+    record("requests.view", action=AuditAction.READ, role=AuditRole.DPO,
+           subjects=objection.person_id, actor=dpo,
+           detail={"request": _reference(objection)})
+    return timeline(objection)
+
+
 # --- helpers that every move uses ------------------------------------------------------------
 
 def _capacity(request: DeletionRequest | Objection, actor: Person | None) -> ActorCapacity:

@@ -14,8 +14,6 @@ from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 from wtforms import SelectChoice
 
-from portal.audit.models import AuditAction, AuditRole
-from portal.audit.service import record
 from portal.auth.access import (
     fresh_sign_in_age,
     fresh_sign_in_redirect,
@@ -171,10 +169,8 @@ def submitted(reference: str) -> str:
 def show(reference: str) -> str:
     """Show one of the person's requests: timeline, deadline, decisions, reasons."""
     found = get_own_request(reference)
-    record("requests.view", action=AuditAction.READ, role=AuditRole.SUBJECT,
-           subjects=found.person_id, actor=_person(), detail={"request": found.reference})
-    return render_template("requests/show.html", item=found, events=service.timeline(found),
-                           titles=_titles())
+    events = service.view_own_request(found, person=_person())
+    return render_template("requests/show.html", item=found, events=events, titles=_titles())
 
 
 @bp.route("/<reference>/cancel", methods=["GET", "POST"])
@@ -196,12 +192,10 @@ def cancel(reference: str) -> Response | str:
 
 
 def _certificate(found: DeletionRequest) -> str:
-    if not found.certificate_jws:
+    token = service.own_certificate(found, person=_person())
+    if token is None:
         abort(404)
-    record("requests.certificate", action=AuditAction.DOWNLOAD, role=AuditRole.SUBJECT,
-           subjects=found.person_id, actor=_person(),
-           detail={"request": found.reference, "certificate": found.certificate_id})
-    return found.certificate_jws
+    return token
 
 
 @bp.get("/<reference>/certificate.jws")
@@ -243,10 +237,7 @@ def queue() -> str:
 
 
 def _dpo_view(found: DeletionRequest, **context: Any) -> str:
-    summary = service.scope_summary(found)
-    record("requests.view", action=AuditAction.READ, role=AuditRole.DPO,
-           subjects=found.person_id, actor=_person(),
-           detail={"request": found.reference, "categories": len(summary)})
+    summary = service.review_request(found, dpo=_person())
     return render_template("dpo/show.html", item=found, events=service.timeline(found),
                            summary=summary, titles=_titles(),
                            second_dpo=service.second_dpo_required(),
@@ -407,11 +398,9 @@ def objection(objection_id: int) -> Response | str | tuple[str, int]:
     form = ObjectionDecisionForm()
     extend_form = ExtendForm(prefix="extend")
     if not form.validate_on_submit():
-        record("requests.view", action=AuditAction.READ, role=AuditRole.DPO,
-               subjects=found.person_id, actor=_person(),
-               detail={"request": f"objection-{found.id}"})
+        events = service.review_objection(found, dpo=_person())
         page = render_template("dpo/objection.html", item=found, form=form,
-                               extend_form=extend_form, events=service.timeline(found),
+                               extend_form=extend_form, events=events,
                                titles=_titles(), person=db.get(Person, found.person_id))
         return (page, 400) if request.method == "POST" else page
     try:
