@@ -542,7 +542,7 @@ def _delete_category(request: DeletionRequest, step: DeletionStep, actor: Person
     step.first_collected, step.last_collected = found.first, found.last
     if step.whole_category:
         step.destroyed_key_ids = vault.live_key_ids(person.id, step.category_key)
-        vault.destroy_data_keys(person.id, step.category_key)
+        vault.destroy_data_keys(person.id, step.category_key, reference=request.reference)
     now = utcnow()
     step.collectors_notified = len(webhooks.enqueue_deletion_notices(
         person, step.category_key, reference=request.reference, since=request.since,
