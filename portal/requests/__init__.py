@@ -51,15 +51,13 @@ def _download_files(person: Person) -> Iterator[tuple[str, bytes]]:
 
 
 def init_app(app: Flask) -> None:
-    """Serve the request pages and the DPO's queue; mail; the commands; the download section."""
-    from portal import mail
+    """Serve the request pages and the DPO's queue; the commands; the download section."""
     from portal.exports.sections import DownloadSection, register_section
     from portal.requests.cli import requests_group
     from portal.requests.views import bp, dpo_bp
 
     app.register_blueprint(bp)
     app.register_blueprint(dpo_bp)
-    mail.init_app(app)
     app.cli.add_command(requests_group)
     register_section(app, DownloadSection(
         key="requests",
