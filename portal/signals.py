@@ -17,3 +17,9 @@ from __future__ import annotations
 from blinker import Namespace
 
 _portal = Namespace()
+
+#: Sent by portal.consent.service when a change ends a consent under which the category was
+#: being collected (withdrawn, refused, or expired after a material notice change), in the
+#: unit of work that appends the ledger event. Sender: that ``ConsentEvent``; no keyword
+#: arguments. portal.api.webhooks queues a stop notice to the category's collectors.
+collection_stopped = _portal.signal("collection-stopped")

@@ -25,12 +25,14 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import pgettext
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from portal import csrf
-from portal.api import openapi
+from portal.api import openapi, webhooks
 from portal.api.auth import (
     ApiError,
     accept_collector,
@@ -41,7 +43,7 @@ from portal.api.auth import (
     require_scope,
     require_token,
 )
-from portal.api.cli import collectors_group
+from portal.api.cli import collectors_group, webhooks_group
 from portal.api.forms import (
     CollectorForm,
     RevokeForm,
@@ -51,7 +53,7 @@ from portal.api.forms import (
     parse_changes_query,
     parse_consent_query,
 )
-from portal.api.models import Collector
+from portal.api.models import Collector, DeliveryState
 from portal.api.service import (
     AUTOCOMMIT_ENGINE,
     AcknowledgementConflict,
@@ -431,8 +433,59 @@ def collection_stops() -> list[tuple[str, CollectionStop]]:
     return [(titles.get(stop.category_key, stop.category_key), stop) for stop in stops]
 
 
+# The privacy admin's view of the webhook notices; its address predates the move to this package.
+webhooks_bp = Blueprint("webhooks", __name__)
+
+
+@webhooks_bp.get("/consent/admin/webhooks")
+@role_required(Role.ADMIN)
+def admin_webhooks() -> str:
+    """Show the privacy admin how withdrawal notices to collectors are getting on.
+
+    Deliberately without person or category: the admin learns whether collectors hear of
+    withdrawals, not who withdrew what.
+    """
+    counts, lines = webhooks.delivery_overview()
+    return render_template("admin/webhooks.html", counts=counts, lines=lines)
+
+
+@webhooks_bp.app_template_global()
+def webhook_kind_label(kind: str) -> str:
+    """Name the kind of a notice sent to collectors."""
+    labels = {
+        "consent.withdrawn": _l("Consent withdrawn: stop"),
+        "consent.expired": _l("Notice changed: pause"),
+        "consent.refused": _l("Consent declined: stop"),
+        # i18n: a notice telling a collector to delete its own copies after a deletion request
+        "data.delete": _l("Deletion request: delete local copies"),
+    }
+    return str(labels.get(kind, kind))
+
+
+@webhooks_bp.app_template_global()
+def webhook_state_label(state: DeliveryState) -> str:
+    """Name where a notice to a collector stands."""
+    labels = {
+        # i18n: a notice to a collector that is waiting to be sent or retried
+        DeliveryState.PENDING: pgettext("webhook delivery", "Waiting"),
+        DeliveryState.DELIVERED: pgettext("webhook delivery", "Delivered"),
+        DeliveryState.FAILED: pgettext("webhook delivery", "Failed"),
+    }
+    return labels[state]
+
+
+@webhooks_bp.app_template_global()
+def webhook_state_tag(state: DeliveryState) -> str:
+    """Return the CSS class of a delivery state's tag."""
+    return {DeliveryState.PENDING: "tag-attention", DeliveryState.DELIVERED: "tag-given",
+            DeliveryState.FAILED: "tag-withdrawn"}[state]
+
+
 def init_app(app: Flask) -> None:
-    """Serve the collector API and the collector admin pages; add ``portal collectors``.
+    """Serve the collector API and the privacy admin's collector pages; add the commands.
+
+    Importing :mod:`portal.api.webhooks` (above) connects its receiver: stop notices are
+    queued whenever consent ends collection.
 
     The API's requests are answered by its own app (portal.api.app), which adds
     ``Cache-Control: no-store`` to every answer; its blueprint is registered here as well so
@@ -443,4 +496,6 @@ def init_app(app: Flask) -> None:
         isolation_level="AUTOCOMMIT")
     app.register_blueprint(bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(webhooks_bp)
     app.cli.add_command(collectors_group)
+    app.cli.add_command(webhooks_group)

@@ -1,10 +1,9 @@
-"""The consent commands: rebuild-state, ledger verify, receipts verify, webhooks deliver."""
+"""The consent commands: rebuild-state, ledger verify, receipts verify."""
 
 from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import click
@@ -103,32 +102,7 @@ def _app() -> Flask:
     return app
 
 
-@click.group("webhooks")
-def webhooks_group() -> None:
-    """Send withdrawal notices to collectors."""
-
-
-@webhooks_group.command("deliver")
-@click.option("--loop", is_flag=True, help="Keep running, sending notices as they fall due.")
-@click.option("--interval", default=1.0, show_default=True,
-              help="Seconds between passes with --loop.")
-@with_appcontext
-def webhooks_deliver(loop: bool, interval: float) -> None:
-    """Send every notice that is due (once, or continuously with --loop)."""
-    from portal.consent.webhooks import deliver_due
-
-    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    while True:
-        run = deliver_due(app)
-        if run.attempted or not loop:
-            click.echo(f"{run.delivered} delivered, {run.retrying} to retry, "
-                       f"{run.failed} failed for good.")
-        if not loop:
-            return
-        time.sleep(interval)
-
-
 def init_app(app: Flask) -> None:
     """Attach the consent commands to ``app``."""
-    for group in (consent_group, ledger_group, receipts_group, webhooks_group):
+    for group in (consent_group, ledger_group, receipts_group):
         app.cli.add_command(group)

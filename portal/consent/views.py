@@ -1,4 +1,4 @@
-"""Consent pages: give and withdraw (POST only), history, receipts, the public key, deliveries."""
+"""Consent pages: give and withdraw (POST only), history, receipts, the public key."""
 
 from __future__ import annotations
 
@@ -22,25 +22,22 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
-from portal.auth.access import role_required
-from portal.auth.models import Person, Role
+from portal.auth.models import Person
 from portal.auth.views import safe_next
 from portal.catalog.models import Category, NoticeVersion
-from portal.consent import receipts, service, webhooks, wording
+from portal.consent import receipts, service, wording
 from portal.consent.forms import ConsentChoiceForm, WithdrawAllForm
 from portal.consent.models import (
     ConsentEvent,
     ConsentMethod,
     ConsentState,
     ConsentStatus,
-    DeliveryState,
 )
 from portal.db import db
 from portal.i18n import current_locale
 from portal.pdf import render_pdf
 
 bp = Blueprint("consent", __name__)
-bp.after_app_request(webhooks.send_after_commit)
 
 
 # --- helpers that own each refusal -----------------------------------------------------------
@@ -316,20 +313,6 @@ def jwks() -> Response:
     return response
 
 
-# --- the privacy admin's view ----------------------------------------------------------------
-
-@bp.get("/consent/admin/webhooks")
-@role_required(Role.ADMIN)
-def admin_webhooks() -> str:
-    """Show the privacy admin how withdrawal notices to collectors are getting on.
-
-    Deliberately without person or category: the admin learns whether collectors hear of
-    withdrawals, not who withdrew what.
-    """
-    counts, lines = webhooks.delivery_overview()
-    return render_template("consent/admin_webhooks.html", counts=counts, lines=lines)
-
-
 # --- for templates that include the consent controls -----------------------------------------
 
 @bp.app_template_global()
@@ -365,21 +348,3 @@ def consent_given_count() -> int:
         return 0
     return sum(status.allows_collection for status in service.current_states(_person().id)
                .values())
-
-
-@bp.app_template_global()
-def webhook_kind_label(kind: str) -> str:
-    """Name the kind of a notice to collectors."""
-    return wording.webhook_kind_label(kind)
-
-
-@bp.app_template_global()
-def webhook_state_label(state: DeliveryState) -> str:
-    """Name the state of a notice to collectors."""
-    return wording.webhook_state_label(state)
-
-
-@bp.app_template_global()
-def webhook_state_tag(state: DeliveryState) -> str:
-    """Return the CSS class of a delivery state's tag."""
-    return wording.webhook_state_tag(state)

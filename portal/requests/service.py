@@ -25,11 +25,11 @@ from flask_babel import lazy_gettext as _l
 from flask_babel.speaklater import LazyString
 from sqlalchemy import select
 
+from portal.api import webhooks
 from portal.audit.models import AuditAction, AuditRole
 from portal.audit.service import record
 from portal.auth.models import Person, Role
 from portal.catalog.models import Category, Objection, ObjectionState
-from portal.consent import webhooks
 from portal.consent.models import ConsentMethod
 from portal.consent.service import current_states, withdraw_consent
 from portal.db import commit, db, utcnow

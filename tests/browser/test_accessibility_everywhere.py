@@ -115,7 +115,7 @@ ENDPOINTS: dict[str, Shown | Reached | NotAPage] = {
     "consent.receipt_jws": NotAPage("download: signed consent receipt (JWS)"),
     "consent.receipt_pdf": NotAPage("download: consent receipt (PDF)"),
     "consent.jwks": NotAPage("JSON: the receipt signing keys"),
-    "consent.admin_webhooks": shown("/consent/admin/webhooks", roles=(ADMIN,)),
+    "webhooks.admin_webhooks": shown("/consent/admin/webhooks", roles=(ADMIN,)),
     "exports.my_data": shown("/my-data"),
     "exports.download_form": shown("/my-data/download"),
     "audit.access_log": shown("/access-log"),

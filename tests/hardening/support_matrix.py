@@ -137,7 +137,7 @@ TABLE: dict[str, Access] = {
     "collectors.index": Access.ADMIN,
     "collectors.create": Access.ADMIN,
     "collectors.revoke": Access.ADMIN,
-    "consent.admin_webhooks": Access.ADMIN,
+    "webhooks.admin_webhooks": Access.ADMIN,
     # Collectors, by bearer token.
     "api.consent": Access.COLLECTOR,
     "api.consent_changes": Access.COLLECTOR,
