@@ -69,14 +69,19 @@ def receipts_group() -> None:
                    "/.well-known/jwks.json). Default: this installation's own key.")
 def receipts_verify(receipt: Path, key_file: Path | None) -> None:
     """Check a receipt or a certificate of deletion offline: signature and consistency."""
-    from portal.consent.receipts import key_path, load_keys, public_jwks, verify_document
-    from portal.requests.certificate import CERTIFICATE_TYPE, check_certificate
+    from portal.consent.receipts import (
+        document_checks,
+        key_path,
+        load_keys,
+        public_jwks,
+        verify_document,
+    )
 
+    app = _app()
     try:
         if key_file is not None:
             keys = load_keys(json.loads(key_file.read_text()))
         else:
-            app = _app()
             if not key_path(app).exists():
                 click.echo("INVALID: this installation has no receipt key; pass --key")
                 sys.exit(2)
@@ -84,8 +89,8 @@ def receipts_verify(receipt: Path, key_file: Path | None) -> None:
     except (ValueError, KeyError) as exc:
         click.echo(f"INVALID: the key cannot be read ({exc})")
         sys.exit(2)
-    check = verify_document(receipt.read_text(errors="replace"), keys,
-                            {CERTIFICATE_TYPE: check_certificate})
+    # Other kinds of document (certificates of deletion) are checked as their package says.
+    check = verify_document(receipt.read_text(errors="replace"), keys, document_checks(app))
     click.echo(check.describe())
     if not check.valid:
         sys.exit(1)
