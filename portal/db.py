@@ -251,6 +251,9 @@ def after_commit(callback: Callable[[], object], *, after_response: bool = False
     command it runs right after the commit. A callback queued twice (an equal one) runs once.
     A callback that fails is logged: the commit stands.
     """
+    if not db.in_transaction():
+        # Tied to a transaction, so that a rollback or close before any statement drops it.
+        db.begin()
     queued: list[tuple[Callable[[], object], bool]] = db.info.setdefault(AFTER_COMMIT, [])
     if (callback, after_response) not in queued:
         queued.append((callback, after_response))
