@@ -270,8 +270,8 @@ def _run_after_commit(session: Session) -> None:
 
 
 def _forget_uncommitted(session: Session, transaction: SessionTransaction) -> None:
-    # Whatever else ends the unit of work (a rollback, a close) drops what it queued; a
-    # savepoint rolled back inside it does not.
+    # Whatever else ends the unit of work (a rollback, a close) drops what it queued. Not a
+    # savepoint rolled back inside it: queue work outside savepoints (none does today).
     if transaction.parent is None:
         session.info.pop(AFTER_COMMIT, None)
 
