@@ -5,8 +5,8 @@ so it is never sent for a step that was rolled back, and never lost for one that
 A sender claims due rows with a lease (so any number of senders may run, and none sends a row
 another holds), tries each once, and records the outcome: done, retried later with
 exponential backoff, or failed for good after the last try. After a request that queued
-rows has committed and answered, a background thread sends them at once; the commands
-(``portal mail send``, ``portal webhooks deliver``) send what is left.
+rows has committed and answered, they are sent at once; the commands (``portal mail send``,
+``portal webhooks deliver``) send what is left.
 """
 
 from __future__ import annotations
@@ -101,14 +101,19 @@ def settle(row: Any, error: str, *, at: dt.datetime, retries: Retries, done: enu
 
 
 @dataclass(frozen=True)
-class _Background:
-    """Run a sender once in a thread of its own; equal ones are queued once per request."""
+class _AfterAnswer:
+    """Run a sender once, quietly; equal ones are queued once per request."""
 
     send: Sender
     app: Flask
+    in_thread: bool
 
     def __call__(self) -> None:
-        threading.Thread(target=self._quietly, name=f"outbox-{self._name}", daemon=True).start()
+        if self.in_thread:
+            threading.Thread(target=self._quietly, name=f"outbox-{self._name}",
+                             daemon=True).start()
+        else:
+            self._quietly()
 
     @property
     def _name(self) -> str:
@@ -122,13 +127,16 @@ class _Background:
             log.exception("sending %s after a request failed", self._name)
 
 
-def send_after_commit(send: Sender) -> None:
-    """Have ``send`` run in the background once this request has committed and answered.
+def send_after_commit(send: Sender, *, in_thread: bool = False) -> None:
+    """Have ``send`` run once this request has committed and its answer has been sent.
 
-    Nothing is started if the request rolls back, nor outside a request: a command that
-    queues rows leaves them to the sending commands, so that it controls what is sent.
+    It runs where the server closes the answer (the client already has it), or with
+    ``in_thread`` in a thread of its own, so that the worker is not held either (for senders
+    that may wait on several slow receivers in turn). Nothing runs if the request rolls back,
+    nor outside a request: a command that queues rows leaves them to the sending commands, so
+    that it controls what is sent.
     """
     if not has_request_context():
         return
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    after_commit(_Background(send, app), after_response=True)
+    after_commit(_AfterAnswer(send, app, in_thread), after_response=True)

@@ -88,7 +88,7 @@ def enqueue_stop_notices(event: ConsentEvent) -> list[WebhookDelivery]:
         db.add(delivery)
         deliveries.append(delivery)
     db.flush()
-    outbox.send_after_commit(deliver_due)
+    outbox.send_after_commit(deliver_due, in_thread=True)
     return deliveries
 
 
@@ -135,7 +135,7 @@ def enqueue_deletion_notices(person: Person, category_key: str, *, reference: st
         deliveries.append(delivery)
     if deliveries:
         db.flush()
-        outbox.send_after_commit(deliver_due)
+        outbox.send_after_commit(deliver_due, in_thread=True)
     return deliveries
 
 
