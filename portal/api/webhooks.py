@@ -3,8 +3,8 @@
 A withdrawal (or an expiry after a material notice change) writes one ``WebhookDelivery`` per
 collector of that category in the same transaction as the ledger event (consent sends
 ``collection_stopped``; this module listens), and so does the deletion of a category by a
-deletion request. Right after the request has committed, a background thread tries to send
-them, so a collector hears within seconds; ``portal webhooks deliver --loop`` sends whatever
+deletion request. Once the request has committed and answered, a background thread tries to
+send them, so a collector hears within seconds; ``portal webhooks deliver --loop`` sends whatever
 is left and retries failures with exponential backoff. The claiming, retrying and sending in
 the background are :mod:`portal.outbox`'s, shared with mail.
 
@@ -55,14 +55,19 @@ KINDS = {ConsentState.WITHDRAWN: "consent.withdrawn", ConsentState.EXPIRED: "con
          ConsentState.REFUSED: "consent.refused"}
 
 
+def _listening(category_key: str) -> list[Collector]:
+    """Return the active collectors of a category that have a webhook, in a stable order."""
+    return [collector for collector in db.scalars(
+        select(Collector).where(Collector.revoked_at.is_(None), Collector.webhook_url != "")
+        .order_by(Collector.id)) if collector.records(category_key)]
+
+
 def enqueue_stop_notices(event: ConsentEvent) -> list[WebhookDelivery]:
     """Queue a notice of ``event`` for every active collector of its category.
 
     Flushed in the same transaction as the event, so both are saved or neither is.
     """
-    collectors = [collector for collector in db.scalars(
-        select(Collector).where(Collector.revoked_at.is_(None), Collector.webhook_url != "")
-        .order_by(Collector.id)) if collector.records(event.category_key)]
+    collectors = _listening(event.category_key)
     if not collectors:
         return []
     person = db.get(Person, event.person_id)
@@ -109,9 +114,7 @@ def enqueue_deletion_notices(person: Person, category_key: str, *, reference: st
     Sent when a deletion request is carried out, in the transaction that deletes the portal's
     own copy; ``since``/``until`` bound the period (both ``None``: everything).
     """
-    collectors = [collector for collector in db.scalars(
-        select(Collector).where(Collector.revoked_at.is_(None), Collector.webhook_url != "")
-        .order_by(Collector.id)) if collector.records(category_key)]
+    collectors = _listening(category_key)
     deliveries = []
     for collector in collectors:
         delivery = WebhookDelivery(collector_id=collector.id, event_id=None, kind=DELETE_KIND,
