@@ -30,6 +30,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         hr,
         i18n,
         limits,
+        mail,
         navigation,
         requests,
         security,
@@ -66,6 +67,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
                            "demo people. Never use demo mode with real employees' data.")
 
     db.init_app(app)
+    mail.init_app(app)
     i18n.init_app(app)
     navigation.init_app(app)
     security.csrf.init_app(app)

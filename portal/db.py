@@ -2,27 +2,37 @@
 
 Service functions only ``flush``; the request commits once at its end (or rolls back on any
 error or 4xx answer), so a change and the audit row that describes it are saved or undone
-together. Commands commit explicitly through :func:`commit`.
+together. Commands commit explicitly through :func:`commit`. Work that must wait until the
+change is saved (the shred journal, sending mail and webhook notices) is queued with
+:func:`after_commit`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
+import logging
 import select
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, current_app, g
+from flask import Flask, Response, current_app, g, has_request_context
 from sqlalchemy import DateTime, Enum, MetaData, create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
 from sqlalchemy.types import TypeDecorator
 from typing_extensions import override
 from werkzeug.local import LocalProxy
 
+log = logging.getLogger(__name__)
+
 EXTENSION = "portal.db"
+#: Where a unit of work keeps the callbacks waiting for its commit (``Session.info``).
+AFTER_COMMIT = "portal.after_commit"
+#: Where a request keeps the committed callbacks waiting for its response to be sent (``g``).
+AFTER_RESPONSE = "portal_after_response"
 
 # Stable constraint names, so that migrations can name what they change on every backend.
 NAMING_CONVENTION = {
@@ -153,7 +163,11 @@ def _skip_closed_connections(engine: Engine) -> None:
 def init_app(app: Flask) -> None:
     """Bind an engine and a session factory to ``app`` and manage the per-request session."""
     engine = create_portal_engine(app.config["DATABASE_URL"])
-    app.extensions[EXTENSION] = sessionmaker(bind=engine, expire_on_commit=False)
+    factory = sessionmaker(bind=engine, expire_on_commit=False)
+    # On the portal's sessions only: the outboxes' senders open sessions of their own.
+    event.listen(factory, "after_commit", _run_after_commit)
+    event.listen(factory, "after_transaction_end", _forget_uncommitted)
+    app.extensions[EXTENSION] = factory
     manage_units_of_work(app)
 
 
@@ -188,6 +202,10 @@ def manage_units_of_work(app: Flask) -> None:
             raise
         finally:
             session.close()
+            # What committed work queued for after the answer: the server calls these once
+            # it has sent the response, so they cannot delay it.
+            for callback in g.pop(AFTER_RESPONSE, ()):
+                response.call_on_close(_guarded(callback))
         return response
 
     @app.teardown_appcontext
@@ -221,6 +239,53 @@ db: Session = LocalProxy(_session)  # type: ignore[assignment]
 def commit() -> None:
     """Commit the current unit of work (for commands; requests commit by themselves)."""
     db.commit()
+
+
+def after_commit(callback: Callable[[], object], *, after_response: bool = False) -> None:
+    """Run ``callback`` once the current unit of work has committed; never if it rolls back.
+
+    Callbacks run in the order queued, right after the commit: a request's before its answer
+    is sent, so what must be durable before anyone is told (the shred journal) is. With
+    ``after_response``, a request's callback waits until its answer has been sent instead, so
+    that slow or failing work (sending mail, posting webhooks) cannot delay or break it; in a
+    command it runs right after the commit. A callback queued twice (an equal one) runs once.
+    A callback that fails is logged: the commit stands.
+    """
+    if not db.in_transaction():
+        # Tied to a transaction, so that a rollback or close before any statement drops it.
+        db.begin()
+    queued: list[tuple[Callable[[], object], bool]] = db.info.setdefault(AFTER_COMMIT, [])
+    if (callback, after_response) not in queued:
+        queued.append((callback, after_response))
+
+
+def _run_after_commit(session: Session) -> None:
+    for callback, after_response in session.info.pop(AFTER_COMMIT, ()):
+        if after_response and has_request_context():
+            waiting: list[Callable[[], object]] = g.setdefault(AFTER_RESPONSE, [])
+            if callback not in waiting:
+                waiting.append(callback)
+        else:
+            _guarded(callback)()
+
+
+def _forget_uncommitted(session: Session, transaction: SessionTransaction) -> None:
+    # Whatever else ends the unit of work (a rollback, a close) drops what it queued. Not a
+    # savepoint rolled back inside it: queue work outside savepoints (none does today).
+    if transaction.parent is None:
+        session.info.pop(AFTER_COMMIT, None)
+
+
+def _guarded(callback: Callable[[], object]) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            callback()
+        except Exception:
+            # The unit of work is committed; whatever the callback was for must be caught
+            # up by its own means (the outboxes keep their rows, the journal logs its lines).
+            log.exception("after-commit work %r failed; the commit stands", callback)
+
+    return run
 
 
 def ping() -> None:

@@ -5,8 +5,8 @@ the same transaction as the step it announces, so a mail is never sent for a ste
 rolled back, and never lost for one that was saved. :func:`send_pending` sends what is due
 through the configured SMTP server (STARTTLS, implicit TLS, or none for a local relay); a
 failure leaves the message pending with a later retry time. It runs right after a request
-that queued mail, and from ``portal mail send``. Rows are claimed with a lease, so several
-senders never send the same message twice at once.
+that queued mail, and from ``portal mail send``. The claiming, retrying and sending in the
+background are :mod:`portal.outbox`'s, shared with the webhook notices.
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
 import click
-from flask import Flask, current_app, g, render_template
+from flask import Flask, current_app, render_template
 from flask.cli import with_appcontext
 from flask_babel import force_locale
 from flask_babel.speaklater import LazyString
-from sqlalchemy import CheckConstraint, Enum, Index, Integer, String, Text, or_, select, update
+from sqlalchemy import CheckConstraint, Enum, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, Session, mapped_column
-from werkzeug.wrappers import Response
 
+from portal import outbox
 from portal.db import Base, UTCDateTime, get_engine, utcnow
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ FIRST_RETRY = dt.timedelta(minutes=1)
 LONGEST_WAIT = dt.timedelta(hours=6)
 LEASE = dt.timedelta(minutes=2)
 TIMEOUT_SECONDS = 10.0
-BATCH = 50
+RETRIES = outbox.Retries(MAX_ATTEMPTS, FIRST_RETRY, LONGEST_WAIT, LEASE)
 
 
 class MailState(enum.StrEnum):
@@ -116,7 +116,7 @@ def queue_mail(recipient: str, *, locale: str | None, subject: LazyString, templ
         log.warning("mail %r not sent: %s", recipient, NOT_ONE_ADDRESS)
     db.add(message)
     db.flush()
-    g.mail_queued = True
+    outbox.send_after_commit(send_pending)
     return message
 
 
@@ -130,12 +130,6 @@ def is_single_address(recipient: str) -> bool:
     except (ValueError, IndexError, HeaderParseError):
         return False
     return bool(address.username and address.domain) and address.addr_spec == recipient
-
-
-def backoff(attempts: int) -> dt.timedelta:
-    """Return how long to wait after the ``attempts``-th failure (1 min, 2 min … 6 h)."""
-    wait: dt.timedelta = FIRST_RETRY * (2 ** max(0, attempts - 1))
-    return min(wait, LONGEST_WAIT)
 
 
 @dataclass
@@ -176,26 +170,6 @@ def _email(message: MailMessage, sender: str) -> EmailMessage:
     return email
 
 
-def _claim(session: Session, now: dt.datetime) -> list[str]:
-    due = session.scalars(
-        select(MailMessage.id)
-        .where(MailMessage.state == MailState.PENDING, MailMessage.next_attempt_at <= now,
-               or_(MailMessage.claimed_until.is_(None), MailMessage.claimed_until < now))
-        .order_by(MailMessage.next_attempt_at).limit(BATCH)).all()
-    claimed = []
-    for message_id in due:
-        # Compare-and-set: of several senders reaching the same row, exactly one wins.
-        result = session.execute(
-            update(MailMessage.__table__)
-            .where(MailMessage.id == message_id, MailMessage.state == MailState.PENDING,
-                   or_(MailMessage.claimed_until.is_(None), MailMessage.claimed_until < now))
-            .values(claimed_until=now + LEASE))
-        if result.rowcount == 1:  # type: ignore[attr-defined]
-            claimed.append(message_id)
-    session.commit()
-    return claimed
-
-
 def send_pending(app: Flask | None = None, *, now: dt.datetime | None = None) -> SendRun:
     """Send every message that is due once; a failure is retried later, never dropped."""
     app = app or current_app._get_current_object()  # type: ignore[attr-defined]
@@ -203,7 +177,8 @@ def send_pending(app: Flask | None = None, *, now: dt.datetime | None = None) ->
     if not app.config["SMTP_HOST"]:
         return run
     with app.app_context(), Session(get_engine(app), expire_on_commit=False) as session:
-        claimed = _claim(session, now or utcnow())
+        claimed = outbox.claim(session, MailMessage, MailState.PENDING, now=now or utcnow(),
+                               retries=RETRIES)
         if not claimed:
             return run
         server: smtplib.SMTP | None = None
@@ -227,18 +202,16 @@ def send_pending(app: Flask | None = None, *, now: dt.datetime | None = None) ->
                     server.send_message(email)
                 except (OSError, smtplib.SMTPException) as exc:
                     error = f"{type(exc).__name__}: {exc}"[:255]
-            message.attempts += 1
-            message.claimed_until = None
-            message.last_error = error
-            if not error:
-                message.state, message.sent_at = MailState.SENT, attempt_at
+            outcome = outbox.settle(message, error, at=attempt_at, retries=RETRIES,
+                                    done=MailState.SENT, failed=MailState.FAILED,
+                                    for_good=email is None)
+            if outcome is outbox.Outcome.DONE:
+                message.sent_at = attempt_at
                 run.sent += 1
-            elif email is None or message.attempts >= MAX_ATTEMPTS:
-                message.state = MailState.FAILED
+            elif outcome is outbox.Outcome.FAILED:
                 run.failed += 1
                 log.error("mail %s failed for good: %s", message.id, error)
             else:
-                message.next_attempt_at = attempt_at + backoff(message.attempts)
                 run.retrying += 1
                 log.warning("mail %s not sent (%s); retry at %s", message.id, error,
                             message.next_attempt_at.isoformat())
@@ -249,22 +222,6 @@ def send_pending(app: Flask | None = None, *, now: dt.datetime | None = None) ->
             except (OSError, smtplib.SMTPException):
                 log.warning("the mail server did not close the connection cleanly")
     return run
-
-
-def _send_quietly(app: Flask) -> None:
-    try:
-        send_pending(app)
-    except Exception:
-        # The outbox keeps every message; `portal mail send` or the next request sends it.
-        log.exception("sending mail after a request failed")
-
-
-def send_after_commit(response: Response) -> Response:
-    """Once a request that queued mail has been answered (and so committed), send it."""
-    if g.pop("mail_queued", False) and response.status_code < 400:
-        app = current_app._get_current_object()  # type: ignore[attr-defined]
-        response.call_on_close(lambda: _send_quietly(app))
-    return response
 
 
 @click.group("mail")
@@ -285,6 +242,5 @@ def mail_send() -> None:
 
 
 def init_app(app: Flask) -> None:
-    """Send queued mail after each request that queued some; add ``portal mail send``."""
-    app.after_request(send_after_commit)
+    """Add ``portal mail send`` (a request that queues mail sends it by itself)."""
     app.cli.add_command(mail_group)

@@ -1,16 +1,11 @@
 """Every model of the portal, so that Alembic and the tests see the whole schema."""
 
-from portal.api.models import CollectionAcknowledgement, Collector
+from portal.api.models import CollectionAcknowledgement, Collector, WebhookDelivery
 from portal.audit.models import AuditChainHead, AuditEntry, AuditSubject
 from portal.auth.demo.models import DemoAccessToken, DemoAuthorizationCode
 from portal.auth.models import Person, WebSession
 from portal.catalog.models import Category, CategoryNotice, NoticeVersion, Objection
-from portal.consent.models import (
-    ConsentChainHead,
-    ConsentEvent,
-    ConsentStatus,
-    WebhookDelivery,
-)
+from portal.consent.models import ConsentChainHead, ConsentEvent, ConsentStatus
 from portal.db import Base
 from portal.mail import MailMessage
 from portal.requests.models import DeletionRequest, DeletionStep, KeptItem, RequestEvent

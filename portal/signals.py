@@ -25,3 +25,9 @@ _portal = Namespace()
 #: command line. A receiver may return a mapping of category key to how many consents it ended;
 #: the publisher adds them up and reports them (``Publication.consents_ended``).
 notice_published = _portal.signal("notice-published")
+
+#: Sent by portal.consent.service when a change ends a consent under which the category was
+#: being collected (withdrawn, refused, or expired after a material notice change), in the
+#: unit of work that appends the ledger event. Sender: that ``ConsentEvent``; no keyword
+#: arguments. portal.api.webhooks queues a stop notice to the category's collectors.
+collection_stopped = _portal.signal("collection-stopped")

@@ -13,10 +13,14 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, session, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import pgettext
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
 from portal.admin.forms import CatalogSourceForm, PublishForm, details_form
+from portal.api.models import DeliveryState
+from portal.api.webhooks import delivery_overview
 from portal.auth.access import role_required
 from portal.auth.models import Role
 from portal.catalog.changes import (
@@ -29,7 +33,6 @@ from portal.catalog.document import CatalogError, parse_catalog
 from portal.catalog.notices import find_notice, notice_history
 from portal.catalog.publication import PublishRefused, publish_notice
 from portal.consent.service import active_consents, expired_consents
-from portal.consent.webhooks import delivery_overview
 from portal.i18n import LANGUAGES, current_locale
 
 # No URL prefix: the page about withdrawal notices keeps its address under /consent/admin/.
@@ -179,3 +182,35 @@ def webhook_deliveries() -> str:
     """
     counts, lines = delivery_overview()
     return render_template("admin/webhook_deliveries.html", counts=counts, lines=lines)
+
+
+@bp.app_template_global()
+def webhook_kind_label(kind: str) -> str:
+    """Name the kind of a notice sent to collectors."""
+    labels = {
+        "consent.withdrawn": _l("Consent withdrawn: stop"),
+        "consent.expired": _l("Notice changed: pause"),
+        "consent.refused": _l("Consent declined: stop"),
+        # i18n: a notice telling a collector to delete its own copies after a deletion request
+        "data.delete": _l("Deletion request: delete local copies"),
+    }
+    return str(labels.get(kind, kind))
+
+
+@bp.app_template_global()
+def webhook_state_label(state: DeliveryState) -> str:
+    """Name where a notice to a collector stands."""
+    labels = {
+        # i18n: a notice to a collector that is waiting to be sent or retried
+        DeliveryState.PENDING: pgettext("webhook delivery", "Waiting"),
+        DeliveryState.DELIVERED: pgettext("webhook delivery", "Delivered"),
+        DeliveryState.FAILED: pgettext("webhook delivery", "Failed"),
+    }
+    return labels[state]
+
+
+@bp.app_template_global()
+def webhook_state_tag(state: DeliveryState) -> str:
+    """Return the CSS class of a delivery state's tag."""
+    return {DeliveryState.PENDING: "tag-attention", DeliveryState.DELIVERED: "tag-given",
+            DeliveryState.FAILED: "tag-withdrawn"}[state]

@@ -1,1 +1,1 @@
-"""The collector API: collector clients, their tokens and their webhooks."""
+"""The collector API: collector clients, their tokens, and the webhook notices they are sent."""

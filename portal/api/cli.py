@@ -1,14 +1,15 @@
-"""The ``portal collectors`` commands, and the demo's collection through the real API."""
+"""The ``portal collectors`` and ``portal webhooks`` commands; the demo's collection via the API."""
 
 from __future__ import annotations
 
 import hashlib
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import click
-from flask import current_app
+from flask import Flask, current_app
 from flask.cli import with_appcontext
 
 from portal.db import commit
@@ -85,6 +86,31 @@ def list_() -> None:
         click.echo(f"  webhook:    {collector.webhook_url or '-'}")
         if collector.active:
             click.echo(f"  withdrawals not yet acknowledged: {pending.get(collector.name, 0)}")
+
+
+@click.group("webhooks")
+def webhooks_group() -> None:
+    """Send withdrawal notices to collectors."""
+
+
+@webhooks_group.command("deliver")
+@click.option("--loop", is_flag=True, help="Keep running, sending notices as they fall due.")
+@click.option("--interval", default=1.0, show_default=True,
+              help="Seconds between passes with --loop.")
+@with_appcontext
+def webhooks_deliver(loop: bool, interval: float) -> None:
+    """Send every notice that is due (once, or continuously with --loop)."""
+    from portal.api.webhooks import deliver_due
+
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    while True:
+        run = deliver_due(app)
+        if run.attempted or not loop:
+            click.echo(f"{run.delivered} delivered, {run.retrying} to retry, "
+                       f"{run.failed} failed for good.")
+        if not loop:
+            return
+        time.sleep(interval)
 
 
 # --- the demo's collection -------------------------------------------------------------------

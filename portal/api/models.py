@@ -1,15 +1,25 @@
-"""Collector clients: the machines that record categories and learn of withdrawals."""
+"""Collector clients, their acknowledgements, and the outbox of webhook notices sent to them."""
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
+import uuid
 from typing import Any
 
-from sqlalchemy import JSON, Enum, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
-from portal.db import Base, UTCDateTime, utcnow
+from portal.db import Base, UTCDateTime, str_enum, utcnow
 
 
 class Collector(Base):
@@ -77,3 +87,47 @@ class CollectionAcknowledgement(Base):
         values_callable=lambda members: [member.value for member in members]))
     last_event_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     acknowledged_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DeliveryState(enum.StrEnum):
+    """Where a webhook notice stands."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    # Every retry failed; the privacy admin sees it and the collector must be contacted.
+    FAILED = "failed"
+
+
+class WebhookDelivery(Base):
+    """A signed notice owed to a collector, written with the event it announces (an outbox).
+
+    Because the row commits or rolls back with the withdrawal itself, a notice is never lost
+    nor sent for a change that did not happen; workers claim rows with a lease, so two
+    processes never send the same notice at once.
+    """
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (
+        CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        Index("ix_webhook_delivery_state_next_attempt_at", "state", "next_attempt_at"),
+        Index("ix_webhook_delivery_collector_id", "collector_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True,
+                                    default=lambda: str(uuid.uuid4()))
+    collector_id: Mapped[int] = mapped_column(ForeignKey("collector.id"))
+    # The consent event announced; empty for a deletion notice (kind "data.delete").
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("consent_event.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    # The exact body signed and sent, kept so that every retry sends the same bytes.
+    body: Mapped[str] = mapped_column(String)
+    state: Mapped[DeliveryState] = mapped_column(str_enum(DeliveryState, 16),
+                                                 default=DeliveryState.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str] = mapped_column(String(255), default="")
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

@@ -28,7 +28,7 @@ from portal.api.auth import (
     require_scope,
     require_token,
 )
-from portal.api.cli import collectors_group, seed_demo_step
+from portal.api.cli import collectors_group, seed_demo_step, webhooks_group
 from portal.api.errors import ApiError, invalid
 from portal.api.forms import (
     parse_acknowledgement,
@@ -283,6 +283,9 @@ def collection_stops() -> list[tuple[str, CollectionStop]]:
 def init_app(app: Flask) -> None:
     """Serve the collector API; add ``portal collectors`` and the collection stops partial's data.
 
+    Importing :mod:`portal.api.webhooks` (above) connects its receiver: stop notices are
+    queued whenever consent ends collection.
+
     The API's requests are answered by its own app (portal.api.app), which adds
     ``Cache-Control: no-store`` to every answer; its blueprint is registered here as well so
     that the portal's pages can build its URLs (``url_for("api.openapi_document")``).
@@ -295,3 +298,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(collectors_group)
     if app.config["DEMO"]:
         register_seed_step(app, seed_demo_step)
+    app.cli.add_command(webhooks_group)

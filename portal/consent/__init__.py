@@ -1,4 +1,4 @@
-"""Consent: the ledger, the current state, receipts, and withdrawal notices to collectors."""
+"""Consent: the ledger, the current state derived from it, and receipts."""
 
 from __future__ import annotations
 

@@ -1,10 +1,9 @@
-"""The consent commands: rebuild-state, ledger verify, receipts verify, webhooks deliver."""
+"""The consent commands: rebuild-state, ledger verify, receipts verify."""
 
 from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import click
@@ -70,14 +69,19 @@ def receipts_group() -> None:
                    "/.well-known/jwks.json). Default: this installation's own key.")
 def receipts_verify(receipt: Path, key_file: Path | None) -> None:
     """Check a receipt or a certificate of deletion offline: signature and consistency."""
-    from portal.consent.receipts import key_path, load_keys, public_jwks, verify_document
-    from portal.requests.certificate import CERTIFICATE_TYPE, check_certificate
+    from portal.consent.receipts import (
+        document_checks,
+        key_path,
+        load_keys,
+        public_jwks,
+        verify_document,
+    )
 
+    app = _app()
     try:
         if key_file is not None:
             keys = load_keys(json.loads(key_file.read_text()))
         else:
-            app = _app()
             if not key_path(app).exists():
                 click.echo("INVALID: this installation has no receipt key; pass --key")
                 sys.exit(2)
@@ -85,8 +89,8 @@ def receipts_verify(receipt: Path, key_file: Path | None) -> None:
     except (ValueError, KeyError) as exc:
         click.echo(f"INVALID: the key cannot be read ({exc})")
         sys.exit(2)
-    check = verify_document(receipt.read_text(errors="replace"), keys,
-                            {CERTIFICATE_TYPE: check_certificate})
+    # Other kinds of document (certificates of deletion) are checked as their package says.
+    check = verify_document(receipt.read_text(errors="replace"), keys, document_checks(app))
     click.echo(check.describe())
     if not check.valid:
         sys.exit(1)
@@ -103,32 +107,7 @@ def _app() -> Flask:
     return app
 
 
-@click.group("webhooks")
-def webhooks_group() -> None:
-    """Send withdrawal notices to collectors."""
-
-
-@webhooks_group.command("deliver")
-@click.option("--loop", is_flag=True, help="Keep running, sending notices as they fall due.")
-@click.option("--interval", default=1.0, show_default=True,
-              help="Seconds between passes with --loop.")
-@with_appcontext
-def webhooks_deliver(loop: bool, interval: float) -> None:
-    """Send every notice that is due (once, or continuously with --loop)."""
-    from portal.consent.webhooks import deliver_due
-
-    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    while True:
-        run = deliver_due(app)
-        if run.attempted or not loop:
-            click.echo(f"{run.delivered} delivered, {run.retrying} to retry, "
-                       f"{run.failed} failed for good.")
-        if not loop:
-            return
-        time.sleep(interval)
-
-
 def init_app(app: Flask) -> None:
     """Attach the consent commands to ``app``."""
-    for group in (consent_group, ledger_group, receipts_group, webhooks_group):
+    for group in (consent_group, ledger_group, receipts_group):
         app.cli.add_command(group)

@@ -272,6 +272,24 @@ def load_keys(document: Mapping[str, Any]) -> KeySet:
 #: Checks the signed claims of one kind of document (after the signature verified); the
 #: second argument names the key that signed it.
 DocumentCheck = Callable[[dict[str, Any], str], ReceiptCheck]
+_CHECKS = "portal.document_checks"
+
+
+def register_document_check(app: Flask, kind: str, check: DocumentCheck) -> None:
+    """Have ``portal receipts verify`` check documents whose ``type`` claim is ``kind``.
+
+    For the packages that sign documents of their own with the receipt key (certificates of
+    deletion), registered in their ``init_app``: consent knows receipts only.
+    """
+    checks: dict[str, DocumentCheck] = app.extensions.setdefault(_CHECKS, {})
+    if kind in checks:
+        raise ValueError(f"a check for documents of type {kind!r} is already registered")
+    checks[kind] = check
+
+
+def document_checks(app: Flask) -> Mapping[str, DocumentCheck]:
+    """Return the checks registered on ``app`` by document type."""
+    return dict(app.extensions.get(_CHECKS, {}))
 
 
 def open_signed(token: str, keys: KeySet) -> ReceiptCheck:

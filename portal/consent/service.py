@@ -19,7 +19,7 @@ from sqlalchemy import String, func, select, type_coerce, update
 from portal.auth.models import Person, Role
 from portal.catalog.models import Category, CategoryNotice, NoticeVersion
 from portal.catalog.notices import current_notice
-from portal.consent import chain, webhooks
+from portal.consent import chain
 from portal.consent.models import (
     ActorRole,
     ConsentChainHead,
@@ -29,6 +29,7 @@ from portal.consent.models import (
     ConsentStatus,
 )
 from portal.db import db, utcnow
+from portal.signals import collection_stopped
 
 HEAD_ID = 1
 
@@ -176,7 +177,7 @@ def _append(head: ConsentChainHead, *, person_id: int, category_key: str,
         previous.since, previous.event_id = now, event.id
     db.flush()
     if was_collecting and not state.allows_collection:
-        webhooks.enqueue_stop_notices(event)
+        collection_stopped.send(event)
     return event
 
 

@@ -1,4 +1,4 @@
-"""Consent pages: give and withdraw (POST only), history, receipts, the public key, deliveries."""
+"""Consent pages: give and withdraw (POST only), history, receipts, the public key."""
 
 from __future__ import annotations
 
@@ -26,21 +26,19 @@ from portal.auth.models import Person
 from portal.auth.views import safe_next
 from portal.catalog.models import Category, NoticeVersion
 from portal.catalog.notices import find_notice
-from portal.consent import receipts, service, webhooks, wording
+from portal.consent import receipts, service, wording
 from portal.consent.forms import ConsentChoiceForm, WithdrawAllForm
 from portal.consent.models import (
     ConsentEvent,
     ConsentMethod,
     ConsentState,
     ConsentStatus,
-    DeliveryState,
 )
 from portal.db import db
 from portal.i18n import current_locale
 from portal.pdf import render_pdf
 
 bp = Blueprint("consent", __name__)
-bp.after_app_request(webhooks.send_after_commit)
 
 
 # --- helpers that own each refusal -----------------------------------------------------------
@@ -345,21 +343,3 @@ def consent_given_count() -> int:
         return 0
     return sum(status.allows_collection for status in service.current_states(_person().id)
                .values())
-
-
-@bp.app_template_global()
-def webhook_kind_label(kind: str) -> str:
-    """Name the kind of a notice to collectors."""
-    return wording.webhook_kind_label(kind)
-
-
-@bp.app_template_global()
-def webhook_state_label(state: DeliveryState) -> str:
-    """Name the state of a notice to collectors."""
-    return wording.webhook_state_label(state)
-
-
-@bp.app_template_global()
-def webhook_state_tag(state: DeliveryState) -> str:
-    """Return the CSS class of a delivery state's tag."""
-    return wording.webhook_state_tag(state)

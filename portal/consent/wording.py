@@ -6,7 +6,7 @@ from flask_babel import lazy_gettext as _l
 from flask_babel import pgettext
 from flask_babel.speaklater import LazyString
 
-from portal.consent.models import ActorRole, ConsentMethod, ConsentState, DeliveryState
+from portal.consent.models import ActorRole, ConsentMethod, ConsentState
 
 # The CSS tag for each state: the colour repeats the word, never replaces it.
 STATE_TAGS = {
@@ -58,32 +58,3 @@ def method_label(method: ConsentMethod, actor_role: ActorRole) -> str:
     if method is ConsentMethod.SYSTEM:
         return str(_l("Automatically, because the notice changed"))
     return str(_l("By the privacy team, on your behalf"))
-
-
-def webhook_kind_label(kind: str) -> str:
-    """Name the kind of a notice sent to collectors."""
-    labels = {
-        "consent.withdrawn": _l("Consent withdrawn: stop"),
-        "consent.expired": _l("Notice changed: pause"),
-        "consent.refused": _l("Consent declined: stop"),
-        # i18n: a notice telling a collector to delete its own copies after a deletion request
-        "data.delete": _l("Deletion request: delete local copies"),
-    }
-    return str(labels.get(kind, kind))
-
-
-def webhook_state_label(state: DeliveryState) -> str:
-    """Name where a notice to a collector stands."""
-    labels = {
-        # i18n: a notice to a collector that is waiting to be sent or retried
-        DeliveryState.PENDING: pgettext("webhook delivery", "Waiting"),
-        DeliveryState.DELIVERED: pgettext("webhook delivery", "Delivered"),
-        DeliveryState.FAILED: pgettext("webhook delivery", "Failed"),
-    }
-    return labels[state]
-
-
-def webhook_state_tag(state: DeliveryState) -> str:
-    """Return the CSS class of a delivery state's tag."""
-    return {DeliveryState.PENDING: "tag-attention", DeliveryState.DELIVERED: "tag-given",
-            DeliveryState.FAILED: "tag-withdrawn"}[state]

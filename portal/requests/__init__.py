@@ -51,24 +51,26 @@ def _download_files(person: Person) -> Iterator[tuple[str, bytes]]:
 
 
 def init_app(app: Flask) -> None:
-    """Serve the request pages and the DPO's queue; mail; the commands; the download section."""
-    from portal import mail
+    """Serve the request pages and the DPO's queue; the commands; the download section."""
     from portal.catalog.models import Objection, ObjectionState
+    from portal.consent.receipts import register_document_check
     from portal.exports.sections import DownloadSection, register_section
     from portal.observability.metrics import DeadlineKind, register_deadline_kind
+    from portal.requests.certificate import CERTIFICATE_TYPE, check_certificate
     from portal.requests.cli import requests_group
     from portal.requests.models import DeletionRequest, RequestState
     from portal.requests.views import bp, dpo_bp
 
     app.register_blueprint(bp)
     app.register_blueprint(dpo_bp)
-    mail.init_app(app)
     app.cli.add_command(requests_group)
     register_deadline_kind(app, DeadlineKind(
         "deletion", DeletionRequest,
         tuple(state.value for state in RequestState if not state.finished)))
     register_deadline_kind(app, DeadlineKind(
         "objection", Objection, (ObjectionState.RECEIVED.value, ObjectionState.EXTENDED.value)))
+    # `portal receipts verify` checks certificates of deletion too.
+    register_document_check(app, CERTIFICATE_TYPE, check_certificate)
     register_section(app, DownloadSection(
         key="requests",
         # i18n: a folder of the person's data download

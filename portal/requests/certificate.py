@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 from flask import current_app
 from flask_babel import format_datetime
@@ -26,11 +27,18 @@ from portal.i18n import current_locale
 from portal.requests.models import DeletionRequest, DeletionScope
 from portal.vault.models import DataKey
 
-if TYPE_CHECKING:
-    from portal.requests.service import DeletionCheck
-
 CERTIFICATE_TYPE = "deletion-certificate"
 CERTIFICATE_VERSION = 1
+
+
+@dataclass
+class DeletionCheck:
+    """The outcome of checking an executed deletion."""
+
+    ok: bool
+    checked_at: dt.datetime
+    problems: list[str] = field(default_factory=list)
+    keys_tried: int = 0
 
 
 def _time(value: dt.datetime | None) -> str | None:

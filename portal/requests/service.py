@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
@@ -25,16 +25,17 @@ from flask_babel import lazy_gettext as _l
 from flask_babel.speaklater import LazyString
 from sqlalchemy import select
 
+from portal.api import webhooks
 from portal.audit.models import AuditAction, AuditRole
 from portal.audit.service import record
 from portal.auth.models import Person, Role
 from portal.catalog.models import Category, Objection, ObjectionState
-from portal.consent import webhooks
 from portal.consent.models import ConsentMethod
 from portal.consent.service import current_states, withdraw_consent
 from portal.db import commit, db, utcnow
 from portal.mail import queue_mail
 from portal.requests import deadlines
+from portal.requests.certificate import DeletionCheck, issue_certificate
 from portal.requests.models import (
     ActorCapacity,
     DeletionRequest,
@@ -579,7 +580,7 @@ def _delete_category(request: DeletionRequest, step: DeletionStep, actor: Person
     step.first_collected, step.last_collected = found.first, found.last
     if step.whole_category:
         step.destroyed_key_ids = vault.live_key_ids(person.id, step.category_key)
-        vault.destroy_data_keys(person.id, step.category_key)
+        vault.destroy_data_keys(person.id, step.category_key, reference=request.reference)
     now = utcnow()
     step.collectors_notified = len(webhooks.enqueue_deletion_notices(
         person, step.category_key, reference=request.reference, since=request.since,
@@ -634,24 +635,12 @@ def execute_deletion(request: DeletionRequest, *, actor: Person | None, actor_na
     check = verify_deletion(request)
     if not check.ok:
         raise DeletionUnverified("; ".join(check.problems))
-    from portal.requests.certificate import issue_certificate
-
     issue_certificate(request, check)
     _audit(request, "requests.certificate", AuditAction.CHANGE, actor, actor_name=actor_name,
            detail={"certificate": request.certificate_id})
     _notify(request, executed)
     save()
     return request
-
-
-@dataclass
-class DeletionCheck:
-    """The outcome of checking an executed deletion."""
-
-    ok: bool
-    checked_at: dt.datetime
-    problems: list[str] = field(default_factory=list)
-    keys_tried: int = 0
 
 
 def verify_deletion(request: DeletionRequest, *, record_event: bool = True) -> DeletionCheck:

@@ -46,7 +46,7 @@ class ScopeCount:
     last: dt.datetime | None
 
 
-def destroy_data_keys(person_id: int, category_key: str) -> int:
+def destroy_data_keys(person_id: int, category_key: str, *, reference: str | None = None) -> int:
     """Crypto-shred the person's data key for a category; return how many keys were destroyed.
 
     The wrapped key is overwritten with nothing, so every copy of the batches it sealed
@@ -56,9 +56,11 @@ def destroy_data_keys(person_id: int, category_key: str) -> int:
     the old one destroyed.
     Call :func:`delete_batches` in the same transaction to remove the rows as well. When
     consent is withdrawn in the same transaction, withdraw first: ingestion locks consent
-    before the key, and the same order here avoids a deadlock.
+    before the key, and the same order here avoids a deadlock. ``reference`` names the
+    deletion request being carried out, for the shred journal.
     """
-    journal.note_destroyed_keys(person_id, category_key)  # so a restore cannot undo it
+    # So that a restore cannot undo it.
+    journal.note_destroyed_keys(person_id, category_key, reference=reference)
     result = db.execute(update(DataKey)
                         .where(DataKey.person_id == person_id,
                                DataKey.category_key == category_key,

@@ -14,6 +14,7 @@ entries back with it, so the replay writes one again for each key it destroys.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import os
@@ -26,17 +27,14 @@ from typing import Any
 import click
 from flask import current_app, has_app_context
 from flask.cli import with_appcontext
-from sqlalchemy import delete, event, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import delete, func, select, update
 
 from portal.audit.models import AuditAction, AuditRole
 from portal.audit.service import record
-from portal.db import commit, db, utcnow
+from portal.db import after_commit, commit, db, utcnow
 from portal.vault.models import CollectedBatch, DataKey
 
 log = logging.getLogger(__name__)
-#: Where the entries of a unit of work wait for its commit (``Session.info``).
-PENDING = "portal.shred_journal"
 JOURNAL_FILE = "shred-journal.jsonl"
 #: How the replay names itself in the audit log (as ``portal vault purge-expired`` does).
 REPLAY_ACTOR = "portal vault replay-shreds"
@@ -50,34 +48,26 @@ def journal_path() -> Path:
     return Path(configured) if configured else Path(current_app.instance_path) / JOURNAL_FILE
 
 
-def note_destroyed_keys(person_id: int, category_key: str) -> None:
+def note_destroyed_keys(person_id: int, category_key: str, *, reference: str | None) -> None:
     """Remember the person's live keys of a category, about to be destroyed, for the journal.
 
     Call it just before destroying them, in the same unit of work; the lines are written when
-    that unit commits and forgotten if it rolls back.
+    that unit commits and forgotten if it rolls back. ``reference`` names the deletion request
+    being carried out, if any, so the line says why.
     """
     if not has_app_context():
         return
-    from portal.requests.models import DeletionRequest, DeletionStep, RequestState
-
     key_ids = list(db.scalars(select(DataKey.id).where(
         DataKey.person_id == person_id, DataKey.category_key == category_key,
         DataKey.destroyed_at.is_(None)).order_by(DataKey.id)))
     if not key_ids:
         return
-    # The deletion request being executed, when there is one, so the line says why.
-    reference = db.scalar(
-        select(DeletionRequest.reference)
-        .join(DeletionStep, DeletionStep.request_id == DeletionRequest.id)
-        .where(DeletionRequest.person_id == person_id,
-               DeletionRequest.state == RequestState.EXECUTING,
-               DeletionStep.category_key == category_key, DeletionStep.done_at.is_(None))
-        .limit(1))
     destroyed_at = _iso(utcnow())
     entries = [{"key_id": key_id, "person_id": person_id, "category": category_key,
                 "destroyed_at": destroyed_at, "request": reference} for key_id in key_ids]
-    pending = db.info.setdefault(PENDING, {"path": str(journal_path()), "entries": []})
-    pending["entries"].extend(entries)
+    # Right after the commit and before a request answers: once someone is told the data is
+    # gone, a restore must not be able to bring it back.
+    after_commit(functools.partial(_write, journal_path(), entries))
 
 
 def append_entries(path: Path, entries: list[dict[str, Any]]) -> None:
@@ -103,23 +93,14 @@ def append_entries(path: Path, entries: list[dict[str, Any]]) -> None:
             os.close(folder)
 
 
-@event.listens_for(Session, "after_commit")
-def _write_after_commit(session: Session) -> None:
-    pending = session.info.pop(PENDING, None)
-    if not pending:
-        return
+def _write(path: Path, entries: list[dict[str, Any]]) -> None:
     try:
-        append_entries(Path(pending["path"]), pending["entries"])
+        append_entries(path, entries)
     except OSError:
         # The keys are destroyed (committed); only their record outside the database is
         # missing. Say exactly what to append, so an operator can restore it by hand.
         log.exception("shred journal %s could not be written; append these lines to it: %s",
-                      pending["path"], json.dumps(pending["entries"], sort_keys=True))
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget_after_rollback(session: Session) -> None:
-    session.info.pop(PENDING, None)
+                      path, json.dumps(entries, sort_keys=True))
 
 
 # --- replay ----------------------------------------------------------------------------------

@@ -19,10 +19,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from portal.api import webhooks
+from portal.api.models import DeliveryState, WebhookDelivery
 from portal.api.service import register_collector
 from portal.catalog.notices import current_notice
-from portal.consent import webhooks
-from portal.consent.models import DeliveryState, WebhookDelivery
 from portal.db import commit, db
 from tests.conftest import SignIn
 from tests.consent.conftest import Chooser, publish_changed_text, signed_in

@@ -9,8 +9,9 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
+from portal.api.models import WebhookDelivery
 from portal.api.service import register_collector
-from portal.consent.models import ConsentState, ConsentStatus, WebhookDelivery
+from portal.consent.models import ConsentState, ConsentStatus
 from portal.db import commit, db
 from portal.requests import service
 from portal.requests.models import DeletionScope, DeletionStep, RequestState

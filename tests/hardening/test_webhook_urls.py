@@ -15,10 +15,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from portal.api.models import Collector
+from portal.api import webhooks
+from portal.api.models import Collector, DeliveryState, WebhookDelivery
 from portal.api.service import register_collector
-from portal.consent import webhooks
-from portal.consent.models import DeliveryState, WebhookDelivery
 from portal.db import commit, db, utcnow
 from portal.webhook_urls import WebhookURLRefused, _CheckedAdapter, check_webhook_url
 from tests.api.conftest import World

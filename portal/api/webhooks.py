@@ -1,10 +1,12 @@
 """Telling collectors at once that they must stop: signed webhook notices from an outbox.
 
 A withdrawal (or an expiry after a material notice change) writes one ``WebhookDelivery`` per
-collector of that category in the same transaction as the ledger event. Right after the
-request has committed, a background thread tries to send them, so a collector hears within
-seconds; ``portal webhooks deliver --loop`` sends whatever is left and retries failures with
-exponential backoff. Rows are claimed with a lease, so any number of senders may run.
+collector of that category in the same transaction as the ledger event (consent sends
+``collection_stopped``; this module listens), and so does the deletion of a category by a
+deletion request. Once the request has committed and answered, a background thread tries to
+send them, so a collector hears within seconds; ``portal webhooks deliver --loop`` sends whatever
+is left and retries failures with exponential backoff. The claiming, retrying and sending in
+the background are :mod:`portal.outbox`'s, shared with mail.
 
 Notices follow the Standard Webhooks layout: headers ``webhook-id``, ``webhook-timestamp``
 and ``webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">``, keyed with
@@ -19,23 +21,23 @@ import hashlib
 import hmac
 import json
 import logging
-import threading
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import requests
-from flask import Flask, current_app, g
-from sqlalchemy import func, or_, select, update
+from flask import Flask, current_app
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-from werkzeug.wrappers import Response
 
-from portal.api.models import Collector
+from portal import outbox
+from portal.api.models import Collector, DeliveryState, WebhookDelivery
 from portal.api.service import open_secret
 from portal.auth.models import Person
 from portal.consent.chain import format_time
-from portal.consent.models import ConsentEvent, ConsentState, DeliveryState, WebhookDelivery
+from portal.consent.models import ConsentEvent, ConsentState
 from portal.db import db, get_engine, utcnow
+from portal.signals import collection_stopped
 from portal.webhook_urls import WebhookURLRefused, post_checked
 
 log = logging.getLogger(__name__)
@@ -47,10 +49,17 @@ LONGEST_WAIT = dt.timedelta(hours=1)
 #: How long a sender may hold a claimed notice before another sender may take it over.
 LEASE = dt.timedelta(seconds=60)
 TIMEOUT_SECONDS = 5.0
-BATCH = 50
+RETRIES = outbox.Retries(MAX_ATTEMPTS, FIRST_RETRY, LONGEST_WAIT, LEASE)
 
 KINDS = {ConsentState.WITHDRAWN: "consent.withdrawn", ConsentState.EXPIRED: "consent.expired",
          ConsentState.REFUSED: "consent.refused"}
+
+
+def _listening(category_key: str) -> list[Collector]:
+    """Return the active collectors of a category that have a webhook, in a stable order."""
+    return [collector for collector in db.scalars(
+        select(Collector).where(Collector.revoked_at.is_(None), Collector.webhook_url != "")
+        .order_by(Collector.id)) if collector.records(category_key)]
 
 
 def enqueue_stop_notices(event: ConsentEvent) -> list[WebhookDelivery]:
@@ -58,9 +67,7 @@ def enqueue_stop_notices(event: ConsentEvent) -> list[WebhookDelivery]:
 
     Flushed in the same transaction as the event, so both are saved or neither is.
     """
-    collectors = [collector for collector in db.scalars(
-        select(Collector).where(Collector.revoked_at.is_(None), Collector.webhook_url != "")
-        .order_by(Collector.id)) if collector.records(event.category_key)]
+    collectors = _listening(event.category_key)
     if not collectors:
         return []
     person = db.get(Person, event.person_id)
@@ -86,8 +93,13 @@ def enqueue_stop_notices(event: ConsentEvent) -> list[WebhookDelivery]:
         db.add(delivery)
         deliveries.append(delivery)
     db.flush()
-    g.webhooks_queued = True
+    outbox.send_after_commit(deliver_due, in_thread=True)
     return deliveries
+
+
+@collection_stopped.connect
+def _tell_collectors_to_stop(event: ConsentEvent, **_kwargs: Any) -> None:
+    enqueue_stop_notices(event)
 
 
 #: A deletion notice: the collector must delete its local copies of a person's category.
@@ -102,9 +114,7 @@ def enqueue_deletion_notices(person: Person, category_key: str, *, reference: st
     Sent when a deletion request is carried out, in the transaction that deletes the portal's
     own copy; ``since``/``until`` bound the period (both ``None``: everything).
     """
-    collectors = [collector for collector in db.scalars(
-        select(Collector).where(Collector.revoked_at.is_(None), Collector.webhook_url != "")
-        .order_by(Collector.id)) if collector.records(category_key)]
+    collectors = _listening(category_key)
     deliveries = []
     for collector in collectors:
         delivery = WebhookDelivery(collector_id=collector.id, event_id=None, kind=DELETE_KIND,
@@ -128,7 +138,7 @@ def enqueue_deletion_notices(person: Person, category_key: str, *, reference: st
         deliveries.append(delivery)
     if deliveries:
         db.flush()
-        g.webhooks_queued = True
+        outbox.send_after_commit(deliver_due, in_thread=True)
     return deliveries
 
 
@@ -144,12 +154,6 @@ def sign(secret: str, delivery_id: str, timestamp: int, body: str) -> str:
     return "v1," + base64.b64encode(digest).decode("ascii")
 
 
-def backoff(attempts: int) -> dt.timedelta:
-    """Return how long to wait after the ``attempts``-th failure (5 s, 10 s, 20 s … 1 h)."""
-    wait: dt.timedelta = FIRST_RETRY * (2 ** max(0, attempts - 1))
-    return min(wait, LONGEST_WAIT)
-
-
 @dataclass
 class DeliveryRun:
     """What one pass of the sender did."""
@@ -162,30 +166,6 @@ class DeliveryRun:
     def attempted(self) -> int:
         """Count the notices tried in this pass."""
         return self.delivered + self.retrying + self.failed
-
-
-def _claim(session: Session, now: dt.datetime) -> list[str]:
-    due = session.scalars(
-        select(WebhookDelivery.id)
-        .where(WebhookDelivery.state == DeliveryState.PENDING,
-               WebhookDelivery.next_attempt_at <= now,
-               or_(WebhookDelivery.claimed_until.is_(None),
-                WebhookDelivery.claimed_until < now))
-        .order_by(WebhookDelivery.next_attempt_at).limit(BATCH)).all()
-    claimed = []
-    for delivery_id in due:
-        # Compare-and-set: of several senders reaching the same row, exactly one wins.
-        result = session.execute(
-            update(WebhookDelivery.__table__)
-            .where(WebhookDelivery.id == delivery_id,
-                   WebhookDelivery.state == DeliveryState.PENDING,
-                   or_(WebhookDelivery.claimed_until.is_(None),
-                       WebhookDelivery.claimed_until < now))
-            .values(claimed_until=now + LEASE))
-        if result.rowcount == 1:  # type: ignore[attr-defined]
-            claimed.append(delivery_id)
-    session.commit()
-    return claimed
 
 
 def _send(delivery: WebhookDelivery, collector: Collector,
@@ -219,7 +199,8 @@ def deliver_due(app: Flask | None = None, *, now: dt.datetime | None = None) -> 
     run = DeliveryRun()
     with app.app_context(), Session(get_engine(app), expire_on_commit=False) as session:
         moment = now or utcnow()
-        for delivery_id in _claim(session, moment):
+        for delivery_id in outbox.claim(session, WebhookDelivery, DeliveryState.PENDING,
+                                        now=moment, retries=RETRIES):
             delivery = session.get(WebhookDelivery, delivery_id)
             assert delivery is not None
             collector = session.get(Collector, delivery.collector_id)
@@ -229,54 +210,24 @@ def deliver_due(app: Flask | None = None, *, now: dt.datetime | None = None) -> 
                 delivery.attempts = MAX_ATTEMPTS - 1
             else:
                 status, error = _send(delivery, collector, attempt_at)
-            delivery.attempts += 1
             delivery.last_attempt_at = attempt_at
             delivery.last_status = status
-            delivery.last_error = error[:255]
-            delivery.claimed_until = None
-            if not error:
-                delivery.state = DeliveryState.DELIVERED
+            outcome = outbox.settle(delivery, error, at=attempt_at, retries=RETRIES,
+                                    done=DeliveryState.DELIVERED, failed=DeliveryState.FAILED)
+            if outcome is outbox.Outcome.DONE:
                 delivery.delivered_at = attempt_at
                 run.delivered += 1
-            elif delivery.attempts >= MAX_ATTEMPTS:
-                delivery.state = DeliveryState.FAILED
+            elif outcome is outbox.Outcome.FAILED:
                 run.failed += 1
                 log.error("webhook notice %s to collector %s failed for good: %s",
                           delivery.id, delivery.collector_id, error)
             else:
-                delivery.next_attempt_at = attempt_at + backoff(delivery.attempts)
                 run.retrying += 1
                 log.warning("webhook notice %s to collector %s failed (%s); retry at %s",
                             delivery.id, delivery.collector_id, error,
                             delivery.next_attempt_at.isoformat())
             session.commit()
     return run
-
-
-def _deliver_quietly(app: Flask) -> None:
-    try:
-        deliver_due(app)
-    except Exception:
-        # The outbox keeps the notice; the loop or the next request sends it.
-        log.exception("sending webhook notices after a request failed")
-
-
-def start_background_delivery(app: Flask) -> Callable[[], None]:
-    """Return a callback that sends due notices in a thread (for after the commit)."""
-
-    def start() -> None:
-        threading.Thread(target=_deliver_quietly, args=(app,), name="webhook-delivery",
-                         daemon=True).start()
-
-    return start
-
-
-def send_after_commit(response: Response) -> Response:
-    """Arrange for queued notices to go out once the response is sent (and so committed)."""
-    if g.pop("webhooks_queued", False) and response.status_code < 400:
-        app = current_app._get_current_object()  # type: ignore[attr-defined]
-        response.call_on_close(start_background_delivery(app))
-    return response
 
 
 @dataclass(frozen=True)
