@@ -17,6 +17,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the portal: settings first, then each part in the order it depends on."""
     from portal import (
         admin,
+        api,
         audit,
         auth,
         catalog,
@@ -38,7 +39,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
     from portal.api.app import create_api_app
     from portal.api.app import mount as mount_collector_api
-    from portal.api.views import init_app as init_collector_api
     from portal.observability import logs, metrics
 
     app = Flask(
@@ -75,15 +75,16 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     auth.init_app(app)
     security.init_app(app, identity_provider=app.extensions["portal.oidc"].expected_issuer)
     errors.init_app(app)
+    # The features, each after the ones it builds on (docs/architecture.md lists the layers).
     audit.init_app(app)
-    core.init_app(app)
     catalog.init_app(app)
     consent.init_app(app)
     vault.init_app(app)
+    api.init_app(app)
+    exports.init_app(app)
     requests.init_app(app)
     hr.init_app(app)
-    exports.init_app(app)
-    init_collector_api(app)
+    core.init_app(app)
     admin.init_app(app)
     cli.init_app(app)
     # The collector API answers from an app of its own (portal.api.app), still one deployable.

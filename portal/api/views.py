@@ -13,7 +13,7 @@ import zlib
 from typing import Any
 
 import orjson
-from flask import Blueprint, Flask, current_app, request
+from flask import Blueprint, current_app, request
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
@@ -28,7 +28,6 @@ from portal.api.auth import (
     require_scope,
     require_token,
 )
-from portal.api.cli import collectors_group, seed_demo_step, webhooks_group
 from portal.api.errors import ApiError, invalid
 from portal.api.forms import (
     parse_acknowledgement,
@@ -37,7 +36,6 @@ from portal.api.forms import (
     parse_consent_query,
 )
 from portal.api.service import (
-    AUTOCOMMIT_ENGINE,
     AcknowledgementConflict,
     AcknowledgementRefused,
     CollectionStop,
@@ -49,10 +47,8 @@ from portal.api.service import (
     look_up_consent,
     record_acknowledgement,
 )
-from portal.auth.demo.cli import register_seed_step
 from portal.catalog.notices import current_notice
 from portal.consent.service import category_titles
-from portal.db import get_engine
 from portal.i18n import current_locale
 from portal.observability import metrics
 from portal.security import csrf
@@ -278,24 +274,3 @@ def collection_stops() -> list[tuple[str, CollectionStop]]:
     notice = current_notice()
     titles = category_titles(notice.id, current_locale()) if notice and stops else {}
     return [(titles.get(stop.category_key, stop.category_key), stop) for stop in stops]
-
-
-def init_app(app: Flask) -> None:
-    """Serve the collector API; add ``portal collectors`` and the collection stops partial's data.
-
-    Importing :mod:`portal.api.webhooks` (above) connects its receiver: stop notices are
-    queued whenever consent ends collection.
-
-    The API's requests are answered by its own app (portal.api.app), which adds
-    ``Cache-Control: no-store`` to every answer; its blueprint is registered here as well so
-    that the portal's pages can build its URLs (``url_for("api.openapi_document")``).
-    """
-    # The same pool as the request's unit of work; its connections lent in autocommit mode.
-    app.extensions[AUTOCOMMIT_ENGINE] = get_engine(app).execution_options(
-        isolation_level="AUTOCOMMIT")
-    app.register_blueprint(bp)
-    app.add_template_global(collection_stops)
-    app.cli.add_command(collectors_group)
-    if app.config["DEMO"]:
-        register_seed_step(app, seed_demo_step)
-    app.cli.add_command(webhooks_group)
