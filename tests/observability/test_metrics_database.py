@@ -14,7 +14,7 @@ from portal.db import commit, db
 from portal.requests import service as requests
 from portal.requests.models import DeletionScope
 from tests.api.conftest import World, bearer, keystroke_batch
-from tests.deletion.conftest import person
+from tests.requests.conftest import person
 from tests.observability.test_metrics import scrape, value
 
 

@@ -22,7 +22,7 @@ from portal.vault import service as vault
 from portal.vault.journal import read_journal
 from portal.vault.models import CollectedBatch
 from tests.conftest import _settings
-from tests.deletion.conftest import person
+from tests.requests.conftest import person
 from tests.support.postgres import PostgresCluster, _binary
 from tests.vault.conftest import grant, ingest, keystroke_events, recent
 

@@ -18,7 +18,7 @@ from portal.auth.models import WebSession
 from portal.db import commit, db
 from tests.conftest import ACCOUNTS, PASSWORD
 from tests.consent.conftest import person
-from tests.deletion.conftest import collect
+from tests.requests.conftest import collect
 from tests.support.browser import SCREENSHOTS, assert_accessible, screenshot, sign_in_with_form
 
 pytestmark = pytest.mark.browser

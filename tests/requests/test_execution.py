@@ -16,7 +16,7 @@ from portal.requests import service
 from portal.requests.models import DeletionScope, DeletionStep, RequestState
 from portal.vault import service as vault
 from portal.vault.models import CollectedBatch, DataKey
-from tests.deletion.conftest import Cast, approved
+from tests.requests.conftest import Cast, approved
 from tests.vault.conftest import ingest, keystroke_events, recent
 
 

@@ -14,7 +14,7 @@ from portal.requests import service
 from portal.requests.models import RequestState
 from tests.conftest import SignIn, _settings
 from tests.consent.conftest import csrf_token, person, signed_in
-from tests.deletion.conftest import Inbox, collect
+from tests.requests.conftest import Inbox, collect
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from portal.db import commit, db
 from portal.mail import MailMessage, MailState, send_pending
 from portal.requests import service
 from portal.requests.models import DeletionScope
-from tests.deletion.conftest import Cast, Inbox, approved, person
+from tests.requests.conftest import Cast, Inbox, approved, person
 
 
 def test_the_certificate_states_what_was_deleted_and_verifies(
