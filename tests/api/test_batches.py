@@ -15,7 +15,8 @@ from flask.testing import FlaskClient
 from portal.api.service import register_collector
 from portal.db import commit
 from portal.vault.service import MAX_EVENTS, read_own_batches
-from tests.api.conftest import World, bearer, gzipped, iso, keystroke_batch, recent
+from tests.support.batches import gzipped, iso, keystroke_batch, recent
+from tests.support.collector_api import World, bearer
 
 JSON = {"Content-Type": "application/json"}
 

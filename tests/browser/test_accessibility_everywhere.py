@@ -51,7 +51,7 @@ from portal.i18n import LANGUAGES
 from portal.requests import service as requests_service
 from portal.requests.models import DeletionScope
 from portal.vault.service import find_category
-from tests.conftest import ACCOUNTS, PASSWORD, ROLE_MAP
+from tests.support.batches import iso, keystroke_events, recent
 from tests.support.browser import (
     AXE,
     axe_violations,
@@ -59,7 +59,8 @@ from tests.support.browser import (
     screenshot,
     sign_in_with_form,
 )
-from tests.vault.conftest import ingest, iso, keystroke_events, recent
+from tests.support.identity import ACCOUNTS, PASSWORD, ROLE_MAP
+from tests.support.vault import ingest
 
 pytestmark = pytest.mark.browser
 

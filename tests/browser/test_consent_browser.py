@@ -9,9 +9,9 @@ from flask import Flask
 
 from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_file
 from portal.db import commit
-from tests.conftest import ACCOUNTS, PASSWORD
-from tests.consent.conftest import publish_changed_text
 from tests.support.browser import assert_accessible, screenshot, sign_in_with_form
+from tests.support.factories import publish_changed_text
+from tests.support.identity import ACCOUNTS, PASSWORD
 
 
 def _publish_catalog(app: Flask) -> None:

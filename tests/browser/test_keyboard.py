@@ -18,8 +18,8 @@ from playwright.sync_api import Page
 
 from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_file
 from portal.db import commit
-from tests.conftest import ACCOUNTS, PASSWORD
 from tests.support.browser import migrated_sqlite_database, screenshot, sign_in_with_form
+from tests.support.identity import ACCOUNTS, PASSWORD
 
 pytestmark = pytest.mark.browser
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import ACCOUNTS, PASSWORD
 from tests.support.browser import assert_accessible, screenshot, sign_in_with_form
+from tests.support.identity import ACCOUNTS, PASSWORD
 
 
 def test_sign_in_reach_dashboard_sign_out_and_old_cookie_is_dead(

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from tests.catalog.support import (
+from tests.support.browser import assert_accessible, screenshot, sign_in_with_form
+from tests.support.catalog import (
     Raw,
     category,
     changed_document,
@@ -22,8 +23,7 @@ from tests.catalog.support import (
     shipped_raw,
     to_yaml,
 )
-from tests.conftest import ACCOUNTS, PASSWORD
-from tests.support.browser import assert_accessible, screenshot, sign_in_with_form
+from tests.support.identity import ACCOUNTS, PASSWORD
 
 pytestmark = pytest.mark.browser
 # The consent controls name their category in words only a screen reader hears.

@@ -20,7 +20,7 @@ from portal.catalog.service import (
 )
 from portal.db import db
 from portal.i18n import LANGUAGES
-from tests.catalog.support import Raw, category, shipped_raw, to_yaml, versions, write_catalog
+from tests.support.catalog import Raw, category, shipped_raw, to_yaml, versions, write_catalog
 
 KEYS = ["pointer", "clicks", "keystrokes", "ai_transcripts", "conversations", "performance",
         "sensitivity_ratings"]

@@ -17,7 +17,7 @@ from portal.catalog.service import (
 )
 from portal.db import db
 from portal.i18n import LANGUAGES
-from tests.catalog.support import (
+from tests.support.catalog import (
     Raw,
     category,
     changed_document,

@@ -13,9 +13,9 @@ from flask import Flask
 
 from portal.catalog.service import SHIPPED_CATALOG, load_catalog, read_catalog_file
 from portal.db import commit
-from tests.conftest import ACCOUNTS, PASSWORD
-from tests.exports.conftest import COLLEAGUE, days_ago, message, pointer_events, store
 from tests.support.browser import SCREENSHOTS, assert_accessible, screenshot, sign_in_with_form
+from tests.support.downloads import COLLEAGUE, days_ago, message, pointer_events, store
+from tests.support.identity import ACCOUNTS, PASSWORD
 
 pytestmark = pytest.mark.browser
 

@@ -46,7 +46,8 @@ from portal.pdf import BASE_URL, RefusedURL, StaticOnlyFetcher
 from portal.requests.models import DeletionRequest
 from portal.requests.service import plan_categories
 from portal.vault.service import find_category, ingest_batch, parse_timestamp
-from tests.conftest import ACCOUNTS, SignIn, _settings
+from tests.support.config import portal_settings
+from tests.support.identity import ACCOUNTS, SignIn
 from tests.support.oidc_provider import OIDCProvider
 from tests.support.postgres import free_port
 from tests.support.smtp import Inbox, smtp_server
@@ -123,7 +124,7 @@ def listener() -> Iterator[list[str]]:
 @pytest.fixture
 def settings(database_url: str, idp: tuple[OIDCProvider, TamperProxy],
              smtp: tuple[Inbox, int]) -> dict[str, Any]:
-    values = _settings(database_url, idp[0].issuer, "http://localhost")
+    values = portal_settings(database_url, idp[0].issuer, "http://localhost")
     values.update(SMTP_HOST="127.0.0.1", SMTP_PORT=smtp[1], SMTP_SECURITY="none",
                   DPO_TEAM_EMAIL="privacy-team@example.com")
     return values

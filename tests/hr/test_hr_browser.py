@@ -12,9 +12,9 @@ import pytest
 from flask import Flask
 
 from portal.hr.service import EXPORT_COLUMNS
-from tests.conftest import ACCOUNTS, PASSWORD
-from tests.hr.conftest import T0, add_people, decide
 from tests.support.browser import SCREENSHOTS, assert_accessible, screenshot, sign_in_with_form
+from tests.support.hr import T0, add_people, decide
+from tests.support.identity import ACCOUNTS, PASSWORD
 
 
 def test_hr_filters_and_exports_a_csv_and_a_pdf(

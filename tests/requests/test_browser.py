@@ -16,10 +16,10 @@ from sqlalchemy import update
 
 from portal.auth.models import WebSession
 from portal.db import commit, db
-from tests.conftest import ACCOUNTS, PASSWORD
-from tests.consent.conftest import person
-from tests.requests.conftest import collect
 from tests.support.browser import SCREENSHOTS, assert_accessible, screenshot, sign_in_with_form
+from tests.support.deletion import collect
+from tests.support.factories import account_person
+from tests.support.identity import ACCOUNTS, PASSWORD
 
 pytestmark = pytest.mark.browser
 
@@ -27,9 +27,9 @@ pytestmark = pytest.mark.browser
 @pytest.fixture
 def settings(database_url: str, idp: Any) -> dict[str, Any]:
     """The real identity provider; no mail server (mail stays in the outbox)."""
-    from tests.conftest import _settings
+    from tests.support.config import portal_settings
 
-    return _settings(database_url, idp[0].issuer, "http://localhost")
+    return portal_settings(database_url, idp[0].issuer, "http://localhost")
 
 
 def look(page: Any, name: str) -> None:
@@ -42,7 +42,7 @@ def test_request_approve_execute_and_download_the_certificate(
         tmp_path: Path) -> None:
     sign_in_with_form(page, live_server, ACCOUNTS["alex"].sub, PASSWORD)
     with app.app_context():
-        collect(person(app, "alex"))
+        collect(account_person(app, "alex"))
         commit()
 
     page.goto("/requests/")
@@ -72,7 +72,8 @@ def test_request_approve_execute_and_download_the_certificate(
 
         section = find_section("sensitivity_ratings")
         assert section is not None
-        objection_id = file_objection(person(app, "alex"), section, "My ratings are mine").id
+        objection_id = file_objection(account_person(app, "alex"), section,
+                                      "My ratings are mine").id
         commit()
 
     dpo = browser.new_context(base_url=live_server, locale="en-GB").new_page()

@@ -77,10 +77,10 @@ def migrated_sqlite_database(path: Path) -> str:
     from portal import create_app
     from portal.cli import upgrade_database
     from portal.db import get_engine
-    from tests.conftest import _settings
+    from tests.support.config import portal_settings
 
     url = f"sqlite:///{path}"
-    app = create_app(_settings(url, "http://127.0.0.1:9", "http://localhost"))
+    app = create_app(portal_settings(url, "http://127.0.0.1:9", "http://localhost"))
     upgrade_database(app)
     get_engine(app).dispose()
     return url

@@ -39,8 +39,8 @@ from portal.db import commit, db
 from portal.requests import service as requests_service
 from portal.requests.models import DeletionScope
 from portal.vault.service import find_category, ingest_batch, parse_timestamp
-from tests.api.conftest import iso, keystroke_batch
-from tests.conftest import ACCOUNTS, ROLE_MAP
+from tests.support.batches import iso, keystroke_batch
+from tests.support.identity import ACCOUNTS, ROLE_MAP
 
 PERSONS = ("alex", "bea", "chris", "dana", "eli")
 CALLERS = ("anonymous", *PERSONS, "collector", "revoked collector", "scraper")
