@@ -47,8 +47,10 @@ def test_request_approve_execute_and_download_the_certificate(
 
     page.goto("/requests/")
     look(page, "requests-index-empty")
-    page.get_by_role("link", name="Request deletion").click()
-    page.get_by_role("button", name="Send my deletion request").click()
+    with page.expect_navigation():
+        page.get_by_role("link", name="Request deletion").click()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Send my deletion request").click()
     expect(page.get_by_role("heading", name="There is a problem")).to_be_visible()
     look(page, "requests-new-error")
     page.get_by_label("Only the categories I choose").check()
@@ -57,16 +59,19 @@ def test_request_approve_execute_and_download_the_certificate(
     page.get_by_label("Your reason (optional)").fill("I am leaving the team.")
     page.get_by_label("Also withdraw my consent").check()
     look(page, "requests-new")
-    page.get_by_role("button", name="Send my deletion request").click()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Send my deletion request").click()
     expect(page.get_by_role("heading", name="Deletion request received")).to_be_visible()
     look(page, "requests-submitted")
-    page.get_by_role("link", name="See your request").click()
-    page.wait_for_url(re.compile(r".*/requests/[0-9a-f-]{36}$"))
+    with page.expect_navigation(url=re.compile(r".*/requests/[0-9a-f-]{36}$")):
+        page.get_by_role("link", name="See your request").click()
     reference = page.url.rstrip("/").rsplit("/", 1)[1]
     look(page, "requests-show-received")
-    page.get_by_role("link", name="Cancel this request").click()
+    with page.expect_navigation():
+        page.get_by_role("link", name="Cancel this request").click()
     look(page, "requests-cancel")
-    page.get_by_role("link", name="Keep my request").click()
+    with page.expect_navigation():
+        page.get_by_role("link", name="Keep my request").click()
     with app.app_context():
         from portal.catalog.service import file_objection, find_section
 
@@ -84,22 +89,29 @@ def test_request_approve_execute_and_download_the_certificate(
     dpo.goto(f"/dpo/objections/{objection_id}")
     look(dpo, "dpo-objection")
     dpo.goto("/dpo/requests")
-    dpo.get_by_role("link", name="Deletion").first.click()
+    with dpo.expect_navigation():
+        dpo.get_by_role("link", name="Deletion").first.click()
     assert "Keystrokes" in dpo.locator("main").inner_text()
     look(dpo, "dpo-show-received")
-    dpo.get_by_role("link", name="Refuse, with reasons").click()
+    with dpo.expect_navigation():
+        dpo.get_by_role("link", name="Refuse, with reasons").click()
     look(dpo, "dpo-refuse")
     dpo.go_back()
-    dpo.get_by_role("link", name="Approve in part (keep some categories, with reasons)").click()
-    dpo.get_by_role("button", name="Approve in part").click()
+    with dpo.expect_navigation():
+        dpo.get_by_role("link", name="Approve in part (keep some categories, with reasons)").click()
+    with dpo.expect_navigation():
+        dpo.get_by_role("button", name="Approve in part").click()
     look(dpo, "dpo-approve-in-part-error")
     dpo.goto(f"/dpo/requests/{reference}")
-    dpo.get_by_role("link", name="Extend the deadline (once)").click()
+    with dpo.expect_navigation():
+        dpo.get_by_role("link", name="Extend the deadline (once)").click()
     look(dpo, "dpo-extend")
     dpo.go_back()
-    dpo.get_by_role("link", name="Approve the deletion").click()
+    with dpo.expect_navigation():
+        dpo.get_by_role("link", name="Approve the deletion").click()
     look(dpo, "dpo-approve")
-    dpo.get_by_role("button", name="Approve the deletion").click()
+    with dpo.expect_navigation():
+        dpo.get_by_role("button", name="Approve the deletion").click()
     expect(dpo.get_by_text("Approved. The employee has been told.")).to_be_visible()
     look(dpo, "dpo-show-approved")
 
@@ -112,8 +124,8 @@ def test_request_approve_execute_and_download_the_certificate(
         dpo.get_by_role("link", name="Delete the data").click()
     dpo.wait_for_url(f"{live_server}/dpo/requests/{reference}/execute")
     look(dpo, "dpo-execute")
-    dpo.get_by_role("button", name="Delete the data now").click()
-    dpo.wait_for_url(f"{live_server}/dpo/requests/{reference}/executed")
+    with dpo.expect_navigation(url=f"{live_server}/dpo/requests/{reference}/executed"):
+        dpo.get_by_role("button", name="Delete the data now").click()
     expect(dpo.get_by_role("heading", name="Data deleted")).to_be_visible()
     look(dpo, "dpo-executed")
 
