@@ -104,7 +104,8 @@ def _stop(server: Server) -> None:
 
 @pytest.fixture
 def two_servers(postgres: PostgresCluster, idp: tuple[OIDCProvider, TamperProxy],
-                live_port: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                production_ports: tuple[int, int], tmp_path: Path,
+                monkeypatch: pytest.MonkeyPatch,
                 ) -> Iterator[tuple[str, list[Server]]]:
     """Two gunicorn processes (2 workers x 4 threads each) on one fresh, migrated database.
 
@@ -123,7 +124,7 @@ def two_servers(postgres: PostgresCluster, idp: tuple[OIDCProvider, TamperProxy]
     with app.app_context():
         load_catalog(read_catalog_file(SHIPPED_CATALOG), published_by="tests")
         commit()
-    servers = [_start(live_port, environ, tmp_path / "first.log"),
+    servers = [_start(production_ports[0], environ, tmp_path / "first.log"),
                _start(free_port(), environ, tmp_path / "second.log")]
     try:
         for server in servers:
