@@ -65,7 +65,7 @@ from tests.support.vault import ingest
 pytestmark = pytest.mark.browser
 
 ANONYMOUS, EMPLOYEE, HR, DPO, ADMIN = "anonymous", "employee", "hr", "dpo", "admin"
-#: The account each signed-in role uses (see ``tests.conftest.ACCOUNTS``).
+#: The account each signed-in role uses (see ``tests.support.identity.ACCOUNTS``).
 ACCOUNT_OF = {EMPLOYEE: "alex", HR: "chris", DPO: "dana", ADMIN: "eli"}
 SIGNED_IN = (EMPLOYEE, HR, DPO, ADMIN)
 ROLES = (ANONYMOUS, *SIGNED_IN)

@@ -2,7 +2,7 @@
 
 The payloads go in where people type them (every free-text form of the portal, through the
 real forms) and where the identity provider names people (the hostile accounts ``mallory``,
-``oscar`` and ``eve`` of ``tests/conftest.py``, signed in through the real provider). Then
+``oscar`` and ``eve`` of ``tests/support/identity.py``, signed in through the real provider). Then
 every place that shows them is read back: HTML pages of each role, mail received by a real
 SMTP server, the HR exports (CSV, XLSX, JSON, PDF), the personal download (CSV, HTML and PDF
 summary) and the printed receipt and certificate. A real HTTP listener on 127.0.0.1, named in
@@ -75,7 +75,7 @@ def marker(label: str) -> str:
     return f"<script>alert('{label}')</script>"
 
 
-#: Recognisable pieces of the hostile provider attributes (tests/conftest.py).
+#: Recognisable pieces of the hostile provider attributes (tests/support/identity.py).
 PROVIDER_MARKERS = {
     "mallory's name": "<script>alert('name')</script>",
     "mallory's department": "<img src=x onerror=alert('department')>",
