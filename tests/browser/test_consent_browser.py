@@ -102,7 +102,7 @@ def test_confirm_or_decline_after_a_material_change(app: Flask, page: Any,
     assert confirm.get_attribute("class") == decline.get_attribute("class")
     assert_accessible(page)
     screenshot(page, "consent-category-expired")
-    with confirm.expect_navigation():
+    with page.expect_navigation():
         confirm.click()
     page.wait_for_url(f"{live_server}/categories/keystrokes")
     assert page.get_by_text("Consent confirmed for Keystrokes under notice version 2.").is_visible()
