@@ -10,7 +10,8 @@ from flask.testing import FlaskClient
 from flask_login import login_user
 
 from portal.api.service import acknowledgements_for, unacknowledged_stops
-from tests.api.conftest import World, bearer, iso, recent
+from tests.support.batches import iso, recent
+from tests.support.collector_api import World, bearer
 
 
 def _changes(client: FlaskClient, token: str) -> list[dict[str, Any]]:

@@ -9,20 +9,21 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.api.conftest import World, bearer
-from tests.conftest import SignIn, _settings
+from tests.support.collector_api import World, bearer
+from tests.support.config import portal_settings
+from tests.support.forms import csrf_token
+from tests.support.identity import SignIn
 from tests.support.oidc_provider import OIDCProvider
 from tests.support.tamper_proxy import TamperProxy
 
 PAGES = ["/admin/collectors/", "/admin/collectors/new", "/admin/collectors/1/revoke"]
-_CSRF = re.compile(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"')
 _TOKEN = re.compile(r'<code class="breakable" id="collector-token">([A-Za-z0-9_-]+)</code>')
 
 
 @pytest.fixture
 def settings(database_url: str, idp: tuple[OIDCProvider, TamperProxy]) -> dict[str, Any]:
     """These pages need people to sign in: bring the identity provider back."""
-    return _settings(database_url, idp[0].issuer, "http://localhost")
+    return portal_settings(database_url, idp[0].issuer, "http://localhost")
 
 
 @pytest.fixture
@@ -31,14 +32,8 @@ def admin(client: FlaskClient, sign_in: SignIn, world: World) -> FlaskClient:
     return client
 
 
-def _csrf(client: FlaskClient, path: str) -> str:
-    match = _CSRF.search(client.get(path).get_data(as_text=True))
-    assert match is not None
-    return match.group(1)
-
-
 def _register(client: FlaskClient, **form: Any) -> Any:
-    data = {"csrf_token": _csrf(client, "/admin/collectors/new"), **form}
+    data = {"csrf_token": csrf_token(client, "/admin/collectors/new"), **form}
     return client.post("/admin/collectors/new", data=data)
 
 
@@ -103,7 +98,7 @@ def test_revoking_asks_first_and_takes_effect_at_once(admin: FlaskClient, world:
     confirm = admin.get("/admin/collectors/1/revoke").get_data(as_text=True)
     assert "This cannot be undone." in confirm
     response = admin.post("/admin/collectors/1/revoke",
-                          data={"csrf_token": _csrf(admin, "/admin/collectors/1/revoke")})
+                          data={"csrf_token": csrf_token(admin, "/admin/collectors/1/revoke")})
     assert response.status_code == 303
     assert admin.get("/api/v1/consent/changes", headers=bearer(token)).status_code == 401
     listing = admin.get("/admin/collectors/").get_data(as_text=True)

@@ -13,7 +13,8 @@ from flask.testing import FlaskClient
 
 from portal.auth.models import WebSession
 from portal.db import commit, db
-from tests.api.conftest import World, bearer, keystroke_batch
+from tests.support.batches import keystroke_batch
+from tests.support.collector_api import World, bearer
 
 CALLS: list[tuple[str, str, dict[str, Any]]] = [
     ("GET", "/api/v1/consent", {"query_string": {"subject": "sub-a", "category": "keystrokes"}}),

@@ -16,7 +16,8 @@ from portal.api.service import register_collector
 from portal.db import commit
 from portal.vault.checks import MAX_EVENTS
 from portal.vault.reading import read_own_batches
-from tests.api.conftest import World, bearer, gzipped, iso, keystroke_batch, recent
+from tests.support.batches import gzipped, iso, keystroke_batch, recent
+from tests.support.collector_api import World, bearer
 
 JSON = {"Content-Type": "application/json"}
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from tests.api.conftest import World, bearer
+from tests.support.collector_api import World, bearer
 
 
 def _feed(client: FlaskClient, token: str, **query: Any) -> Any:

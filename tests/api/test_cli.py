@@ -11,7 +11,7 @@ from sqlalchemy import select, text
 
 from portal.api.models import Collector
 from portal.db import db
-from tests.api.conftest import World, bearer
+from tests.support.collector_api import World, bearer
 
 TOKEN = re.compile(r"^  ([A-Za-z0-9_-]{43})$", re.MULTILINE)
 

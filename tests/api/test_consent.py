@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from tests.api.conftest import World, bearer
+from tests.support.collector_api import World, bearer
 
 
 def _ask(client: FlaskClient, token: str, subject: str, category: str) -> Any:

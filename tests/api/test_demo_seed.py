@@ -12,7 +12,7 @@ from portal.consent.service import current_states
 from portal.db import db
 from portal.vault.models import CollectedBatch
 from portal.vault.reading import held_summary
-from tests.api.conftest import World
+from tests.support.collector_api import World
 
 SUBJECTS = [f"demo-{number}" for number in range(12)]
 

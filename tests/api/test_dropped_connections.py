@@ -23,8 +23,11 @@ from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
 from portal.catalog.publication import load_catalog
 from portal.cli import upgrade_database
 from portal.db import commit, get_engine
-from tests.api.conftest import ISSUER, OpenAPICheckingClient, World, bearer, keystroke_batch
-from tests.conftest import _settings
+from tests.support.batches import keystroke_batch
+from tests.support.collector_api import World, bearer
+from tests.support.config import portal_settings
+from tests.support.identity import ISSUER
+from tests.support.openapi import OpenAPICheckingClient
 from tests.support.postgres import PostgresCluster
 
 _numbers = itertools.count(1)
@@ -39,7 +42,7 @@ def pg_world(postgres: PostgresCluster, tmp_path: Path,
             monkeypatch.delenv(name)
     monkeypatch.setenv("PORTAL_INSTANCE_PATH", str(tmp_path / "instance"))
     name = f"api_dropped_{next(_numbers)}"
-    app: Flask = create_app(_settings(postgres.create_database(name), ISSUER,
+    app: Flask = create_app(portal_settings(postgres.create_database(name), ISSUER,
                                       "http://localhost"))
     app.config["TESTING"] = True
     upgrade_database(app)

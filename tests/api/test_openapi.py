@@ -13,7 +13,8 @@ from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 
 from portal.api import openapi
-from tests.api.conftest import DOCUMENT, World, _pointer, bearer
+from tests.support.collector_api import World, bearer
+from tests.support.openapi import DOCUMENT, json_pointer
 
 OPERATIONS = [(path, method, operation)
               for path, item in openapi.document()["paths"].items()
@@ -39,7 +40,7 @@ def test_every_operation_documents_its_errors_and_has_an_example(
     body = operation.get("requestBody")
     if body:
         content = body["content"]["application/json"]
-        pointer = _pointer("paths", path, method, "requestBody", "content", "application/json",
+        pointer = json_pointer("paths", path, method, "requestBody", "content", "application/json",
                            "schema")
         # The example is a valid request by the document's own schema.
         assert not list(DOCUMENT.validator(pointer).iter_errors(content["example"]))

@@ -6,7 +6,6 @@ from zoneinfo import ZoneInfo
 
 from babel.dates import format_datetime as babel_format
 from flask import Flask
-from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
 from portal.audit.models import AuditAction, AuditEntry, AuditRole
@@ -15,19 +14,13 @@ from portal.auth.models import Person
 from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
 from portal.catalog.publication import load_catalog
 from portal.db import commit, db
-from tests.conftest import ACCOUNTS, SignIn
+from tests.support.identity import ACCOUNTS, SignIn, signed_in
 
 
 def _person(who: str) -> Person:
     found = db.scalar(select(Person).where(Person.subject == ACCOUNTS[who].sub))
     assert found is not None
     return found
-
-
-def _signed_in(app: Flask, sign_in: SignIn, who: str) -> FlaskClient:
-    client = app.test_client()
-    sign_in.login(client, who)
-    return client
 
 
 def _log(app: Flask, what: str, role: AuditRole, actor: str, subjects: list[str],
@@ -41,9 +34,9 @@ def _log(app: Flask, what: str, role: AuditRole, actor: str, subjects: list[str]
 
 def test_lists_others_accesses_newest_first_without_ones_own(app: Flask,
                                                              sign_in: SignIn) -> None:
-    alex = _signed_in(app, sign_in, "alex")
-    _signed_in(app, sign_in, "chris")
-    _signed_in(app, sign_in, "dana")
+    alex = signed_in(app, sign_in, "alex")
+    signed_in(app, sign_in, "chris")
+    signed_in(app, sign_in, "dana")
     _log(app, "hr.export", AuditRole.HR, "chris", ["alex", "chris"], "Annual consent audit")
     _log(app, "my_data.view", AuditRole.SUBJECT, "alex", ["alex"])
     _log(app, "requests.view", AuditRole.DPO, "dana", ["alex"], "Deletion request R-7")
@@ -62,9 +55,9 @@ def test_lists_others_accesses_newest_first_without_ones_own(app: Flask,
 
 
 def test_shows_only_ones_own_log(app: Flask, sign_in: SignIn) -> None:
-    bea = _signed_in(app, sign_in, "bea")
-    _signed_in(app, sign_in, "alex")
-    _signed_in(app, sign_in, "dana")
+    bea = signed_in(app, sign_in, "bea")
+    signed_in(app, sign_in, "alex")
+    signed_in(app, sign_in, "dana")
     _log(app, "requests.view", AuditRole.DPO, "dana", ["alex"], "About Alex only")
     page = bea.get("/access-log?person=1&person_id=1").get_data(as_text=True)
     assert "About Alex only" not in page and "No one else has accessed your data" in page
@@ -74,8 +67,8 @@ def test_is_paginated_and_in_the_persons_language(app: Flask, sign_in: SignIn) -
     with app.app_context():
         load_catalog(read_catalog_file(SHIPPED_CATALOG), published_by="tests")
         commit()
-    alex = _signed_in(app, sign_in, "alex")
-    _signed_in(app, sign_in, "chris")
+    alex = signed_in(app, sign_in, "alex")
+    signed_in(app, sign_in, "chris")
     for number in range(30):
         _log(app, "hr.view", AuditRole.HR, "chris", ["alex"], f"check {number}")
     first = alex.get("/access-log").get_data(as_text=True)

@@ -587,12 +587,12 @@ def test_demo_sign_in_in_chromium_is_accessible(portal: DemoPortal, browser: Any
     page.goto("/")
     assert page.get_by_text("This is a demonstration.").is_visible()
     assert_accessible(page)
-    page.get_by_role("link", name="Sign in with your company account").click()
-    page.wait_for_url(f"{portal.issuer}/**")
+    with page.expect_navigation(url=f"{portal.issuer}/**"):
+        page.get_by_role("link", name="Sign in with your company account").click()
     assert_accessible(page)
     screenshot(page, "demo-sign-in")
-    page.get_by_role("button", name="Sign in as Dana Novak").click()
-    page.wait_for_url(f"{portal.url}/")
+    with page.expect_navigation(url=f"{portal.url}/"):
+        page.get_by_role("button", name="Sign in as Dana Novak").click()
     assert page.get_by_role("heading", level=1).inner_text() == "Hello, Dana Novak"
     assert "Data protection officer" in page.locator(".summary-list").inner_text()
     # The demo is never silent: the banner is on every page, signed in too.

@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 
 from portal.auth.models import Person, WebSession
 from portal.db import db
-from tests.conftest import ACCOUNTS, PASSWORD, SignIn
 from tests.support.browserless_login import login_via_form
+from tests.support.identity import ACCOUNTS, PASSWORD, SignIn
 from tests.support.tamper_proxy import TamperProxy
 
 
@@ -213,8 +213,8 @@ def test_open_redirect_after_sign_in_is_refused(client: FlaskClient, sign_in: Si
 @pytest.fixture(scope="module")
 def thin_id_token_provider() -> Any:
     """A provider whose ID tokens carry only the subject: the rest is at userinfo."""
-    from tests.conftest import ACCOUNTS as accounts
-    from tests.conftest import CLIENT_ID, CLIENT_SECRET
+    from tests.support.identity import ACCOUNTS as accounts
+    from tests.support.identity import CLIENT_ID, CLIENT_SECRET
     from tests.support.oidc_provider import OIDCProvider
 
     client = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,

@@ -46,7 +46,7 @@ from portal.i18n import LANGUAGES
 from portal.requests import service as requests_service
 from portal.requests.models import DeletionScope
 from portal.vault.ingest import find_category
-from tests.conftest import ACCOUNTS, PASSWORD, ROLE_MAP
+from tests.support.batches import iso, keystroke_events, recent
 from tests.support.browser import (
     AXE,
     axe_violations,
@@ -54,12 +54,13 @@ from tests.support.browser import (
     screenshot,
     sign_in_with_form,
 )
-from tests.vault.conftest import ingest, iso, keystroke_events, recent
+from tests.support.identity import ACCOUNTS, PASSWORD, ROLE_MAP
+from tests.support.vault import ingest
 
 pytestmark = pytest.mark.browser
 
 ANONYMOUS, EMPLOYEE, HR, DPO, ADMIN = "anonymous", "employee", "hr", "dpo", "admin"
-#: The account each signed-in role uses (see ``tests.conftest.ACCOUNTS``).
+#: The account each signed-in role uses (see ``tests.support.identity.ACCOUNTS``).
 ACCOUNT_OF = {EMPLOYEE: "alex", HR: "chris", DPO: "dana", ADMIN: "eli"}
 SIGNED_IN = (EMPLOYEE, HR, DPO, ADMIN)
 ROLES = (ANONYMOUS, *SIGNED_IN)

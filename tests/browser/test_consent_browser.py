@@ -10,9 +10,9 @@ from flask import Flask
 from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
 from portal.catalog.publication import load_catalog
 from portal.db import commit
-from tests.conftest import ACCOUNTS, PASSWORD
-from tests.consent.conftest import publish_changed_text
 from tests.support.browser import assert_accessible, screenshot, sign_in_with_form
+from tests.support.factories import publish_changed_text
+from tests.support.identity import ACCOUNTS, PASSWORD
 
 
 def _publish_catalog(app: Flask) -> None:
@@ -35,26 +35,26 @@ def test_give_withdraw_download_and_verify_a_receipt(
     assert_accessible(page)
     screenshot(page, "consent-category-not-given")
 
-    page.get_by_role("button", name="Give consent (Keystrokes)", exact=True).click()
-    page.wait_for_url(f"{live_server}/categories/keystrokes")
+    with page.expect_navigation(url=f"{live_server}/categories/keystrokes"):
+        page.get_by_role("button", name="Give consent (Keystrokes)", exact=True).click()
     assert page.get_by_text("Consent given for Keystrokes.").is_visible()
     assert "Given" in page.locator("#consent-keystrokes .tag").inner_text()
     assert_accessible(page)
     screenshot(page, "consent-category-given")
 
-    page.get_by_role("button", name="Withdraw consent (Keystrokes)", exact=True).click()
-    page.wait_for_url(f"{live_server}/categories/keystrokes")
+    with page.expect_navigation(url=f"{live_server}/categories/keystrokes"):
+        page.get_by_role("button", name="Withdraw consent (Keystrokes)", exact=True).click()
     assert page.get_by_text("Consent withdrawn for Keystrokes.").is_visible()
     assert page.locator("#consent-keystrokes .tag").inner_text() == "Withdrawn"
     assert_accessible(page)
 
     page.goto("/")
-    page.get_by_role("button", name="Give consent (Clicks)", exact=True).click()
-    page.wait_for_url(f"{live_server}/")
+    with page.expect_navigation(url=f"{live_server}/"):
+        page.get_by_role("button", name="Give consent (Clicks)", exact=True).click()
     assert page.get_by_text("Consent given for Clicks.").is_visible()
 
-    page.get_by_role("link", name="Consent history").click()
-    page.wait_for_url(f"{live_server}/consent/history")
+    with page.expect_navigation(url=f"{live_server}/consent/history"):
+        page.get_by_role("link", name="Consent history").click()
     rows = page.locator("table.consent-history tbody tr")
     assert rows.count() == 3
     assert "Withdrawn" in rows.nth(1).inner_text()
@@ -80,8 +80,8 @@ def test_give_withdraw_download_and_verify_a_receipt(
     assert pdf.read_bytes().startswith(b"%PDF")
 
     # Withdraw all, in one action, from the history page.
-    page.get_by_role("button", name="Withdraw all consent").click()
-    page.wait_for_url(f"{live_server}/consent/history")
+    with page.expect_navigation(url=f"{live_server}/consent/history"):
+        page.get_by_role("button", name="Withdraw all consent").click()
     assert page.get_by_text("Consent withdrawn for 1 category: Clicks.").is_visible()
     assert_accessible(page)
 
@@ -91,8 +91,8 @@ def test_confirm_or_decline_after_a_material_change(app: Flask, page: Any,
     _publish_catalog(app)
     sign_in_with_form(page, live_server, ACCOUNTS["bea"].sub, PASSWORD)
     page.goto("/categories/keystrokes")
-    page.get_by_role("button", name="Give consent (Keystrokes)", exact=True).click()
-    page.wait_for_url(f"{live_server}/categories/keystrokes")
+    with page.expect_navigation(url=f"{live_server}/categories/keystrokes"):
+        page.get_by_role("button", name="Give consent (Keystrokes)", exact=True).click()
     publish_changed_text(app, "keystrokes", material=True)
     page.goto("/categories/keystrokes")
     controls = page.locator("#consent-keystrokes")
@@ -103,7 +103,8 @@ def test_confirm_or_decline_after_a_material_change(app: Flask, page: Any,
     assert confirm.get_attribute("class") == decline.get_attribute("class")
     assert_accessible(page)
     screenshot(page, "consent-category-expired")
-    confirm.click()
+    with page.expect_navigation():
+        confirm.click()
     page.wait_for_url(f"{live_server}/categories/keystrokes")
     assert page.get_by_text("Consent confirmed for Keystrokes under notice version 2.").is_visible()
     assert page.locator("#consent-keystrokes .tag").inner_text() == "Given again"
@@ -118,8 +119,10 @@ def test_privacy_admin_sees_deliveries(app: Flask, page: Any, live_server: str) 
         commit()
     sign_in_with_form(page, live_server, ACCOUNTS["eli"].sub, PASSWORD)
     page.goto("/categories/keystrokes")
-    page.get_by_role("button", name="Give consent (Keystrokes)", exact=True).click()
-    page.get_by_role("button", name="Withdraw consent (Keystrokes)", exact=True).click()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Give consent (Keystrokes)", exact=True).click()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Withdraw consent (Keystrokes)", exact=True).click()
     page.goto("/consent/admin/webhooks")
     assert page.get_by_role("heading", level=1).inner_text() == "Withdrawal notices to collectors"
     assert "Keystroke logger" in page.locator("table").inner_text()

@@ -19,8 +19,8 @@ from playwright.sync_api import Page
 from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
 from portal.catalog.publication import load_catalog
 from portal.db import commit
-from tests.conftest import ACCOUNTS, PASSWORD
 from tests.support.browser import migrated_sqlite_database, screenshot, sign_in_with_form
+from tests.support.identity import ACCOUNTS, PASSWORD
 
 pytestmark = pytest.mark.browser
 
@@ -155,11 +155,11 @@ def test_sign_in_consent_and_download_without_javascript(
         assert tab.get_by_text("You are signed in.").is_visible()
 
         tab.goto("/categories/clicks")
-        tab.get_by_role("button", name="Give consent (Clicks)", exact=True).click()
-        tab.wait_for_url(f"{live_server}/categories/clicks")
+        with tab.expect_navigation(url=f"{live_server}/categories/clicks"):
+            tab.get_by_role("button", name="Give consent (Clicks)", exact=True).click()
         assert tab.get_by_text("Consent given for Clicks.").is_visible()
-        tab.get_by_role("button", name="Withdraw consent (Clicks)", exact=True).click()
-        tab.wait_for_url(f"{live_server}/categories/clicks")
+        with tab.expect_navigation(url=f"{live_server}/categories/clicks"):
+            tab.get_by_role("button", name="Withdraw consent (Clicks)", exact=True).click()
         assert tab.get_by_text("Consent withdrawn for Clicks.").is_visible()
         tab.goto("/consent/history")
         assert tab.locator("table.consent-history tbody tr").count() == 2
@@ -168,7 +168,8 @@ def test_sign_in_consent_and_download_without_javascript(
         tab.goto("/my-data/download")
         for box in tab.locator("input[name=categories]").all():
             box.uncheck()
-        tab.get_by_role("button", name="Download my data").click()
+        with tab.expect_navigation():
+            tab.get_by_role("button", name="Download my data").click()
         assert tab.get_by_role("heading", name="There is a problem").is_visible()
         tab.get_by_label("Clicks").check()
         with tab.expect_download() as started:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import ACCOUNTS, PASSWORD
 from tests.support.browser import assert_accessible, screenshot, sign_in_with_form
+from tests.support.identity import ACCOUNTS, PASSWORD
 
 
 def test_sign_in_reach_dashboard_sign_out_and_old_cookie_is_dead(
@@ -24,13 +24,15 @@ def test_sign_in_reach_dashboard_sign_out_and_old_cookie_is_dead(
     [cookie] = [c for c in page.context.cookies() if c["name"] == "portal_session"]
     assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
 
-    page.get_by_role("link", name="Sign out").click()
+    with page.expect_navigation():
+        page.get_by_role("link", name="Sign out").click()
     assert_accessible(page)
     screenshot(page, "sign-out-confirm")
-    page.get_by_role("button", name="Sign out").click()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Sign out").click()
     # The provider asks whether to end its session too (RP-initiated logout).
-    page.locator("#logout-confirm").click()
-    page.wait_for_url(f"{live_server}/")
+    with page.expect_navigation(url=f"{live_server}/"):
+        page.locator("#logout-confirm").click()
     assert page.get_by_role("link", name="Sign in with your company account").is_visible()
 
     # The cookie from before sign-out, replayed in a clean browser, gets nothing.
@@ -48,7 +50,8 @@ def test_wrong_password_is_refused_by_the_provider(page: Any, live_server: str) 
     page.get_by_role("link", name="Sign in with your company account").click()
     page.fill("#username", ACCOUNTS["alex"].sub)
     page.fill("#password", "not the password")
-    page.get_by_role("button", name="Sign in").click()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Sign in").click()
     assert page.get_by_text("Invalid username or password").is_visible()
     assert not page.url.startswith(live_server)
 
@@ -59,7 +62,8 @@ def test_language_switch_without_javascript(browser: Any, live_server: str) -> N
     tab = context.new_page()
     tab.goto("/")
     tab.select_option("#locale-select", "de")
-    tab.get_by_role("button", name="Change language").click()
+    with tab.expect_navigation():
+        tab.get_by_role("button", name="Change language").click()
     assert tab.locator("html").get_attribute("lang") == "de"
     assert tab.get_by_role("heading", level=1).inner_text() == "Ihre Daten, Ihre Entscheidung"
     context.close()

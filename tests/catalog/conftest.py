@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from flask import Flask
 
-from tests.catalog.support import load_shipped
+from tests.support.catalog import load_shipped
 
 
 @pytest.fixture

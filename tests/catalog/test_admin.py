@@ -12,18 +12,18 @@ from sqlalchemy import select
 
 from portal.catalog.models import CategoryNotice, NoticeVersion
 from portal.db import db
-from tests.catalog.support import (
+from tests.support.catalog import (
     category,
     changed_document,
-    csrf_token,
     new_purpose,
-    person_id,
     publish,
     shipped_raw,
     to_yaml,
     versions,
 )
-from tests.conftest import ACCOUNTS, SignIn
+from tests.support.factories import person_id
+from tests.support.forms import csrf_token
+from tests.support.identity import ACCOUNTS, SignIn
 
 ADMIN_PAGES = ["/admin/", "/admin/notices/new", "/admin/notices/1", "/admin/notices/new/review",
                "/admin/notices/new/check"]

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from tests.catalog.support import (
+from tests.support.browser import assert_accessible, screenshot, sign_in_with_form
+from tests.support.catalog import (
     Raw,
     category,
     changed_document,
@@ -22,8 +23,7 @@ from tests.catalog.support import (
     shipped_raw,
     to_yaml,
 )
-from tests.conftest import ACCOUNTS, PASSWORD
-from tests.support.browser import assert_accessible, screenshot, sign_in_with_form
+from tests.support.identity import ACCOUNTS, PASSWORD
 
 pytestmark = pytest.mark.browser
 # The consent controls name their category in words only a screen reader hears.
@@ -51,14 +51,15 @@ def test_employee_reads_a_category_and_objects(app: Flask, page: Any, live_serve
     assert_accessible(page)
     screenshot(page, f"catalog-keystrokes-{backend}")
 
-    page.get_by_role("link", name="What is recorded").first.click()
-    page.wait_for_url(f"{live_server}/categories/")
+    with page.expect_navigation(url=f"{live_server}/categories/"):
+        page.get_by_role("link", name="What is recorded").first.click()
     assert page.get_by_role("row").count() == 8
     assert_accessible(page)
     screenshot(page, f"catalog-index-{backend}")
 
     page.goto("/categories/performance")
-    page.get_by_role("button", name="Send my objection").click()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Send my objection").click()
     summary = page.locator(".error-summary")
     assert "Write why you object" in summary.inner_text()
     assert_accessible(page)
@@ -66,7 +67,8 @@ def test_employee_reads_a_category_and_objects(app: Flask, page: Any, live_serve
     summary.get_by_role("link").click()
     assert page.evaluate("document.activeElement.id") == "reason"
     page.fill("#reason", "I would like my reviews to stay in the HR system only.")
-    page.get_by_role("button", name="Send my objection").click()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Send my objection").click()
     assert "Your objection has been received" in page.locator(".messages").inner_text()
     assert "The data protection officer will answer by" in page.locator(
         "#objections + table").inner_text()
@@ -78,8 +80,8 @@ def test_employee_reads_a_category_and_objects(app: Flask, page: Any, live_serve
     assert_accessible(page)
     screenshot(page, f"dashboard-categories-{backend}")
 
-    page.get_by_role("button", name=GIVE).click()
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        page.get_by_role("button", name=GIVE).click()
     assert page.get_by_role("button", name=re.compile(r"^Withdraw consent\b.*Keystrokes")
                             ).is_visible()
 
@@ -92,8 +94,10 @@ def test_admin_publishes_a_material_change(app: Flask, page: Any, live_server: s
     assert_accessible(page)
     screenshot(page, f"admin-index-{backend}")
 
-    page.get_by_role("link", name="Publish a new notice version").click()
-    page.get_by_role("button", name="Continue").click()
+    with page.expect_navigation():
+        page.get_by_role("link", name="Publish a new notice version").click()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Continue").click()
     assert "Upload the catalog file or paste it." in page.locator(".error-summary").inner_text()
     assert_accessible(page)
     screenshot(page, f"admin-new-error-{backend}")
@@ -104,8 +108,8 @@ def test_admin_publishes_a_material_change(app: Flask, page: Any, live_server: s
     page.set_input_files("#catalog_file", files=[{
         "name": "catalog.yaml", "mimeType": "application/yaml",
         "buffer": to_yaml(raw).encode("utf-8")}])
-    page.get_by_role("button", name="Continue").click()
-    page.wait_for_url(f"{live_server}/admin/notices/new/review")
+    with page.expect_navigation(url=f"{live_server}/admin/notices/new/review"):
+        page.get_by_role("button", name="Continue").click()
     assert "Also train the meeting summariser." in page.locator(".diff").first.inner_text()
     assert_accessible(page)
     screenshot(page, f"admin-review-{backend}")
@@ -119,13 +123,13 @@ def test_admin_publishes_a_material_change(app: Flask, page: Any, live_server: s
         "Tastatureingaben trainieren auch den Zusammenfasser.")
     page.get_by_label("What changed, in Français").fill(
         "Les frappes au clavier entraînent aussi le résumeur.")
-    page.get_by_role("button", name="Continue").click()
-    page.wait_for_url(f"{live_server}/admin/notices/new/check")
+    with page.expect_navigation(url=f"{live_server}/admin/notices/new/check"):
+        page.get_by_role("button", name="Continue").click()
     assert_accessible(page)
     screenshot(page, f"admin-check-{backend}")
 
-    page.get_by_role("button", name="Publish version 2").click()
-    page.wait_for_url(f"{live_server}/admin/notices/2?published=1")
+    with page.expect_navigation(url=f"{live_server}/admin/notices/2?published=1"):
+        page.get_by_role("button", name="Publish version 2").click()
     assert page.get_by_role("heading", level=1).inner_text() == "Notice version 2 is published"
     assert_accessible(page)
     screenshot(page, f"admin-published-{backend}")
@@ -137,8 +141,8 @@ def test_person_sees_a_material_change_and_confirms(app: Flask, page: Any, live_
     sign_in_with_form(page, live_server, ACCOUNTS["bea"].sub, PASSWORD,
                       next_path="/categories/keystrokes")
     page.wait_for_url(f"{live_server}/categories/keystrokes")
-    page.get_by_role("button", name=GIVE).click()
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        page.get_by_role("button", name=GIVE).click()
 
     def change(raw: Raw) -> None:
         new_purpose("keystrokes")(raw)
@@ -157,6 +161,6 @@ def test_person_sees_a_material_change_and_confirms(app: Flask, page: Any, live_
     assert_accessible(page)
     screenshot(page, f"dashboard-changed-{backend}")
     page.goto("/categories/keystrokes")
-    page.get_by_role("button", name=re.compile(r"^Confirm")).click()
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        page.get_by_role("button", name=re.compile(r"^Confirm")).click()
     assert page.locator(".reconsent").count() == 0

@@ -15,17 +15,9 @@ from portal.catalog.models import CategoryNotice
 from portal.cli import ROOT
 from portal.consent.models import ConsentState, ConsentStatus
 from portal.db import commit, db, get_engine
-from tests.catalog.support import (
-    Raw,
-    category,
-    in_app,
-    make_person,
-    shipped_raw,
-    versions,
-    write_catalog,
-)
-from tests.conftest import _settings
-from tests.vault.conftest import grant
+from tests.support.catalog import Raw, category, in_app, shipped_raw, versions, write_catalog
+from tests.support.config import portal_settings
+from tests.support.factories import add_person, grant
 
 
 @pytest.fixture
@@ -68,7 +60,7 @@ def test_an_old_demo_database_gets_the_new_catalog_as_a_new_version(
                                "--by", "make demo"])
     assert made.exit_code == 0, made.output
     with in_app(app):
-        ada = make_person("Ada")
+        ada = add_person("Ada")
         grant(ada, "keystrokes")
         grant(ada, "clicks")
         commit()
@@ -115,7 +107,7 @@ def test_the_demo_catalog_is_published_as_version_one_on_a_new_database(app: Fla
 def test_publishing_changes_unasked_is_for_the_demo_only(database_url: str,
                                                          tmp_path: Path) -> None:
     # The same database outside demo mode: real people's notices.
-    real = create_app(_settings(database_url, "http://127.0.0.1:9", "http://localhost"))
+    real = create_app(portal_settings(database_url, "http://127.0.0.1:9", "http://localhost"))
     runner = real.test_cli_runner()
     old = runner.invoke(args=["catalog", "load", str(write_catalog(tmp_path, before_french(
         shipped_raw())))])

@@ -15,7 +15,7 @@ from portal.catalog.document import FALLBACK_LANGUAGE, SHIPPED_CATALOG, CatalogE
 from portal.catalog.models import Category, CategoryNotice, LegalBasis
 from portal.db import db
 from portal.i18n import LANGUAGES
-from tests.catalog.support import Raw, category, shipped_raw, to_yaml, versions, write_catalog
+from tests.support.catalog import Raw, category, shipped_raw, to_yaml, versions, write_catalog
 
 KEYS = ["pointer", "clicks", "keystrokes", "ai_transcripts", "conversations", "performance",
         "sensitivity_ratings"]

@@ -13,19 +13,19 @@ from sqlalchemy import select
 from portal.consent.models import ConsentState, ConsentStatus
 from portal.consent.service import verify_ledger
 from portal.db import db
-from tests.catalog.support import (
+from tests.support.catalog import (
     Raw,
     category,
     changed_document,
-    csrf_token,
     new_purpose,
-    person_id,
     publish,
     shipped_raw,
     to_yaml,
     write_catalog,
 )
-from tests.conftest import ACCOUNTS, SignIn
+from tests.support.factories import person_id
+from tests.support.forms import csrf_token
+from tests.support.identity import ACCOUNTS, SignIn
 
 
 def _choose(client: FlaskClient, key: str, action: str, notice_number: int) -> None:

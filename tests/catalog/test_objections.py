@@ -15,8 +15,9 @@ from portal.auth.models import Person
 from portal.catalog.models import Objection, ObjectionState
 from portal.catalog.objections import one_month_after
 from portal.db import db
-from tests.catalog.support import csrf_token, person_id
-from tests.conftest import ACCOUNTS, SignIn
+from tests.support.factories import person_id
+from tests.support.forms import csrf_token
+from tests.support.identity import ACCOUNTS, SignIn
 
 REASON = "My reviews are already in the HR system; a second copy here is not needed."
 

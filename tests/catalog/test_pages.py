@@ -14,8 +14,9 @@ from sqlalchemy import select
 from portal.auth.models import Person
 from portal.catalog.document import SHIPPED_CATALOG, parse_catalog
 from portal.db import db
-from tests.catalog.support import Raw, category, changed_document, csrf_token, publish
-from tests.conftest import SignIn
+from tests.support.catalog import Raw, category, changed_document, publish
+from tests.support.forms import csrf_token
+from tests.support.identity import SignIn
 
 DOCUMENT = parse_catalog(SHIPPED_CATALOG.read_text(encoding="utf-8"))
 

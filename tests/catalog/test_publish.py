@@ -14,7 +14,7 @@ from portal.catalog.models import Category, CategoryNotice, NoticeVersion
 from portal.catalog.publication import PublishRefused, publish_notice
 from portal.db import db
 from portal.i18n import LANGUAGES
-from tests.catalog.support import (
+from tests.support.catalog import (
     Raw,
     category,
     changed_document,

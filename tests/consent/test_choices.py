@@ -12,14 +12,9 @@ from portal.catalog.notices import current_notice
 from portal.consent import service
 from portal.consent.models import ConsentEvent, ConsentState, ConsentStatus
 from portal.db import db
-from tests.conftest import SignIn
-from tests.consent.conftest import (
-    CONSENT_KEYS,
-    Chooser,
-    category,
-    person,
-    publish_changed_text,
-)
+from tests.support.consent import CONSENT_KEYS, Chooser
+from tests.support.factories import account_person, category_row, publish_changed_text
+from tests.support.identity import SignIn
 
 
 def _events(app: Flask) -> list[ConsentEvent]:
@@ -29,7 +24,7 @@ def _events(app: Flask) -> list[ConsentEvent]:
 
 def _state(app: Flask, who: str, key: str) -> ConsentState | None:
     with app.app_context():
-        status = db.get(ConsentStatus, (person(app, who).id, key))
+        status = db.get(ConsentStatus, (account_person(app, who).id, key))
         return status.state if status else None
 
 
@@ -196,12 +191,12 @@ def _controls(app: Flask, who: str, key: str) -> str:
     with app.test_request_context("/categories/" + key):
         from flask_login import login_user
 
-        subject = person(app, who)
+        subject = account_person(app, who)
         login_user(subject)
         notice = current_notice()
         status = service.current_states(subject.id).get(key)
         return render_template_string(
-            '{% include "consent/_controls.html" %}', category=category(app, key),
+            '{% include "consent/_controls.html" %}', category=category_row(app, key),
             status=status, notice_version=notice)
 
 

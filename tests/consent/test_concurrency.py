@@ -34,9 +34,10 @@ from portal.cli import upgrade_database
 from portal.consent import service
 from portal.consent.models import ConsentEvent, ConsentState, ConsentStatus
 from portal.db import commit, db, get_engine
-from tests.conftest import ACCOUNTS, PASSWORD, _settings
-from tests.consent.conftest import CONSENT_KEYS
 from tests.support.browserless_login import login_via_form
+from tests.support.config import portal_settings
+from tests.support.consent import CONSENT_KEYS
+from tests.support.identity import ACCOUNTS, PASSWORD
 from tests.support.oidc_provider import OIDCProvider
 from tests.support.postgres import PostgresCluster, free_port
 from tests.support.tamper_proxy import TamperProxy
@@ -104,7 +105,8 @@ def _stop(server: Server) -> None:
 
 @pytest.fixture
 def two_servers(postgres: PostgresCluster, idp: tuple[OIDCProvider, TamperProxy],
-                live_port: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                production_ports: tuple[int, int], tmp_path: Path,
+                monkeypatch: pytest.MonkeyPatch,
                 ) -> Iterator[tuple[str, list[Server]]]:
     """Two gunicorn processes (2 workers x 4 threads each) on one fresh, migrated database.
 
@@ -116,14 +118,14 @@ def two_servers(postgres: PostgresCluster, idp: tuple[OIDCProvider, TamperProxy]
             monkeypatch.delenv(name)
     monkeypatch.setenv("PORTAL_INSTANCE_PATH", str(tmp_path / "instance"))
     database_url = postgres.create_database(f"portal_concurrency_{os.getpid()}")
-    settings = _settings(database_url, idp[0].issuer, "http://localhost")
+    settings = portal_settings(database_url, idp[0].issuer, "http://localhost")
     environ = _environment(settings, tmp_path / "instance")
     app = create_app(settings)
     upgrade_database(app)
     with app.app_context():
         load_catalog(read_catalog_file(SHIPPED_CATALOG), published_by="tests")
         commit()
-    servers = [_start(live_port, environ, tmp_path / "first.log"),
+    servers = [_start(production_ports[0], environ, tmp_path / "first.log"),
                _start(free_port(), environ, tmp_path / "second.log")]
     try:
         for server in servers:
@@ -205,7 +207,7 @@ def test_thousand_toggles_from_fifty_clients_on_two_servers(
     accepted = [toggle for toggle in toggles if toggle.changed]
     assert accepted and len(accepted) < len(toggles)  # both kinds happened under contention
 
-    app = create_app(_settings(database_url, "http://127.0.0.1:9", "http://localhost"))
+    app = create_app(portal_settings(database_url, "http://127.0.0.1:9", "http://localhost"))
     try:
         with app.app_context():
             events = list(db.scalars(select(ConsentEvent).order_by(ConsentEvent.id)))

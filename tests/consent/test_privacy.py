@@ -8,8 +8,8 @@ from sqlalchemy import select
 
 from portal.consent.models import ConsentEvent
 from portal.db import db
-from tests.conftest import SignIn
-from tests.consent.conftest import Chooser, signed_in
+from tests.support.consent import Chooser
+from tests.support.identity import SignIn, signed_in
 
 PAGES = ("/", "/consent/history", "/consent/admin/webhooks", "/categories/",
          "/categories/keystrokes", "/categories/clicks", "/admin/")

@@ -19,8 +19,9 @@ from portal.consent import receipts
 from portal.consent.models import ConsentEvent
 from portal.db import db
 from portal.pdf import BASE_URL, RefusedURL, StaticOnlyFetcher, render_pdf
-from tests.conftest import SignIn
-from tests.consent.conftest import Chooser, publish_changed_text, signed_in
+from tests.support.consent import Chooser
+from tests.support.factories import publish_changed_text
+from tests.support.identity import SignIn, signed_in
 
 
 def _receipt_ids(app: Flask) -> list[str]:

@@ -24,8 +24,9 @@ from portal.api.models import DeliveryState, WebhookDelivery
 from portal.api.service import register_collector
 from portal.catalog.notices import current_notice
 from portal.db import commit, db
-from tests.conftest import SignIn
-from tests.consent.conftest import Chooser, publish_changed_text, signed_in
+from tests.support.consent import Chooser
+from tests.support.factories import publish_changed_text
+from tests.support.identity import SignIn, signed_in
 
 
 @dataclass
@@ -83,16 +84,16 @@ def _give_then_withdraw(app: Flask, sign_in: SignIn, who: str, key: str = "keyst
     """Have ``who`` give and withdraw consent through the service, in one committed command."""
     from portal.consent import service
     from portal.consent.models import ConsentMethod
-    from tests.consent.conftest import category, person
+    from tests.support.factories import account_person, category_row
 
     signed_in(app, sign_in, who)
     with app.app_context():
-        someone = person(app, who)
+        someone = account_person(app, who)
         notice = current_notice()
         assert notice is not None
-        service.grant_consent(someone, category(app, key), notice_version=notice,
+        service.grant_consent(someone, category_row(app, key), notice_version=notice,
                               method=ConsentMethod.WEB, actor=someone)
-        service.withdraw_consent(someone, category(app, key), method=ConsentMethod.WEB,
+        service.withdraw_consent(someone, category_row(app, key), method=ConsentMethod.WEB,
                                  actor=someone)
         commit()
 
@@ -144,11 +145,11 @@ def test_failing_collector_is_retried_with_backoff(app: Flask, catalog: int,
     # Queued through the service in a command, so only this test's calls send it.
     from portal.consent import service
     from portal.consent.models import ConsentMethod
-    from tests.consent.conftest import category, person
+    from tests.support.factories import account_person, category_row
 
     with app.app_context():
-        alex = person(app, "alex")
-        service.withdraw_consent(alex, category(app, "keystrokes"), method=ConsentMethod.WEB,
+        alex = account_person(app, "alex")
+        service.withdraw_consent(alex, category_row(app, "keystrokes"), method=ConsentMethod.WEB,
                                  actor=alex)
         commit()
     [delivery] = _deliveries(app)
@@ -235,17 +236,17 @@ def test_notice_is_queued_in_the_same_transaction(app: Flask, catalog: int,
     _register(app, "http://127.0.0.1:9/x")
     from portal.consent import service
     from portal.consent.models import ConsentMethod
-    from tests.consent.conftest import category, person
+    from tests.support.factories import account_person, category_row
 
     signed_in(app, sign_in, "alex")
     with app.app_context():
-        alex = person(app, "alex")
+        alex = account_person(app, "alex")
         notice = current_notice()
         assert notice is not None
-        service.grant_consent(alex, category(app, "keystrokes"), notice_version=notice,
+        service.grant_consent(alex, category_row(app, "keystrokes"), notice_version=notice,
                               method=ConsentMethod.WEB, actor=alex)
         commit()
-        service.withdraw_consent(alex, category(app, "keystrokes"), method=ConsentMethod.WEB,
+        service.withdraw_consent(alex, category_row(app, "keystrokes"), method=ConsentMethod.WEB,
                                  actor=alex)
         assert len(db.scalars(select(WebhookDelivery)).all()) == 1
         db.rollback()

@@ -14,7 +14,7 @@ from portal.auth.models import Person
 from portal.config import Settings
 from portal.db import db
 from portal.i18n import LANGUAGES, TRANSLATIONS
-from tests.conftest import SignIn
+from tests.support.identity import SignIn
 
 
 @pytest.fixture

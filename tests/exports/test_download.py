@@ -18,24 +18,23 @@ from sqlalchemy import select, text, update
 from portal.audit.models import AuditEntry
 from portal.auth.models import Person
 from portal.db import commit, db, get_engine
-from tests.conftest import SignIn
-from tests.exports.conftest import (
+from tests.support.downloads import (
     COLLEAGUE,
     OTHER_COLLEAGUE,
     age_sign_in,
-    csrf_token,
     days_ago,
     jsonl,
     manifest,
     message,
     open_zip,
-    person_id,
     pointer_events,
     post_download,
     sha256,
-    signed_in,
     store,
 )
+from tests.support.factories import account_person
+from tests.support.forms import csrf_token
+from tests.support.identity import SignIn, signed_in
 
 
 def _entries(app: Flask, what: str) -> list[AuditEntry]:
@@ -113,7 +112,8 @@ def test_filters_by_category_and_by_each_events_time(app: Flask, alex: FlaskClie
 def test_bad_choices_get_a_form_error_and_nothing_happens(app: Flask, alex: FlaskClient,
                                                           fields: dict[str, Any],
                                                           message_text: str) -> None:
-    data: dict[str, Any] = {"csrf_token": csrf_token(alex), "categories": ["pointer"], **fields}
+    data: dict[str, Any] = {"csrf_token": csrf_token(alex, "/my-data/download"),
+                            "categories": ["pointer"], **fields}
     response = alex.post("/my-data/download", data=data)
     assert response.status_code == 400
     page = response.get_data(as_text=True)
@@ -134,7 +134,8 @@ def test_the_period_gives_a_day_in_the_pages_language_and_reads_one_typed(
     assert english.count('type="date"') == 2
     assert _period_hints(english) == ["For example March 1, 2026", "For example March 31, 2026"]
     with app.app_context():
-        db.execute(update(Person).where(Person.id == person_id(app, "alex")).values(locale="de"))
+        db.execute(update(Person).where(Person.id == account_person(app, "alex").id)
+                   .values(locale="de"))
         commit()
     german = alex.get("/my-data/download").get_data(as_text=True)
     assert '<html lang="de">' in german
@@ -170,7 +171,7 @@ def test_a_missing_csrf_token_is_refused(app: Flask, alex: FlaskClient) -> None:
 
 def test_an_old_sign_in_is_sent_to_the_provider_with_max_age(app: Flask,
                                                              alex: FlaskClient) -> None:
-    token = csrf_token(alex)
+    token = csrf_token(alex, "/my-data/download")
     age_sign_in(app, "alex", app.config["FRESH_SIGN_IN_MINUTES"] + 1)
     response = alex.post("/my-data/download", data={
         "csrf_token": token, "categories": ["pointer", "clicks"], "date_from": "2026-01-02"})
@@ -220,10 +221,10 @@ def test_no_one_can_download_another_persons_data(app: Flask, alex: FlaskClient,
     store(app, "alex", "pointer", pointer_events(days_ago(2), 5, app="Alex's secret app"))
     bea = signed_in(app, sign_in, "bea")
     store(app, "bea", "pointer", pointer_events(days_ago(2), 2, app="Bea's app"))
-    alex_id = person_id(app, "alex")
+    alex_id = account_person(app, "alex").id
     response = bea.post(f"/my-data/download?person={alex_id}&subject=sub-alex", data={
-        "csrf_token": csrf_token(bea), "categories": ["pointer"], "person": str(alex_id),
-        "person_id": str(alex_id), "subject": "sub-alex"})
+        "csrf_token": csrf_token(bea, "/my-data/download"), "categories": ["pointer"],
+        "person": str(alex_id), "person_id": str(alex_id), "subject": "sub-alex"})
     archive = open_zip(response)
     assert manifest(archive)["person"]["subject"] == "sub-bea"
     everything = b"".join(archive.read(name) for name in archive.namelist()
@@ -255,7 +256,7 @@ def test_downloads_are_rate_limited_per_person(app: Flask, alex: FlaskClient,
 
 def test_the_audit_entry_is_saved_before_the_first_byte(app: Flask, alex: FlaskClient) -> None:
     store(app, "alex", "pointer", pointer_events(days_ago(2), 10))
-    token = csrf_token(alex)
+    token = csrf_token(alex, "/my-data/download")
     response = alex.post("/my-data/download", buffered=False,
                          data={"csrf_token": token, "categories": ["pointer"],
                                "date_from": "2026-01-01"})
@@ -266,13 +267,13 @@ def test_the_audit_entry_is_saved_before_the_first_byte(app: Flask, alex: FlaskC
                                    .where(AuditEntry.what == "my_data.download")).one()
     assert json.loads(saved.detail) == {"categories": "pointer", "from": "2026-01-01",
                                         "to": None}
-    assert saved.actor_id == person_id(app, "alex")
+    assert saved.actor_id == account_person(app, "alex").id
     response.close()
 
 
 def test_a_failed_audit_write_sends_no_data(app: Flask, alex: FlaskClient) -> None:
     store(app, "alex", "pointer", pointer_events(days_ago(2), 10, app="Never sent"))
-    token = csrf_token(alex)
+    token = csrf_token(alex, "/my-data/download")
     engine = get_engine(app)
     with engine.begin() as connection:
         if engine.dialect.name == "sqlite":

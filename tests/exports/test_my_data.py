@@ -8,14 +8,8 @@ from sqlalchemy import select
 
 from portal.audit.models import AuditEntry
 from portal.db import db
-from tests.exports.conftest import (
-    COLLEAGUE,
-    days_ago,
-    message,
-    person_id,
-    pointer_events,
-    store,
-)
+from tests.support.downloads import COLLEAGUE, days_ago, message, pointer_events, store
+from tests.support.factories import account_person
 
 
 def test_shows_what_is_held_and_the_latest_ten_events(app: Flask, alex: FlaskClient) -> None:
@@ -32,7 +26,7 @@ def test_shows_what_is_held_and_the_latest_ten_events(app: Flask, alex: FlaskCli
     assert page.count("New app") == 10 and "Old app" not in page
     with app.app_context():
         entry = db.scalar(select(AuditEntry).where(AuditEntry.what == "my_data.view"))
-        assert entry is not None and entry.actor_id == person_id(app, "alex")
+        assert entry is not None and entry.actor_id == account_person(app, "alex").id
         assert str(entry.actor_role) == "subject"
 
 

@@ -14,9 +14,9 @@ from flask import Flask
 from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
 from portal.catalog.publication import load_catalog
 from portal.db import commit
-from tests.conftest import ACCOUNTS, PASSWORD
-from tests.exports.conftest import COLLEAGUE, days_ago, message, pointer_events, store
 from tests.support.browser import SCREENSHOTS, assert_accessible, screenshot, sign_in_with_form
+from tests.support.downloads import COLLEAGUE, days_ago, message, pointer_events, store
+from tests.support.identity import ACCOUNTS, PASSWORD
 
 pytestmark = pytest.mark.browser
 
@@ -34,16 +34,16 @@ def test_see_download_and_open_my_data(app: Flask, page: Any, live_server: str,
         message(days_ago(1, hour=13), 2, COLLEAGUE, "Only the colleague's own words")],
         dss_level=4)
 
-    page.get_by_role("link", name="My data", exact=True).click()
-    page.wait_for_url(f"{live_server}/my-data")
+    with page.expect_navigation(url=f"{live_server}/my-data"):
+        page.get_by_role("link", name="My data", exact=True).click()
     assert page.get_by_role("heading", name="Pointer movements").is_visible()
     assert page.get_by_text("Can we move the release review to Thursday?").is_visible()
     assert "Only the colleague's own words" not in page.content()
     assert_accessible(page)
     screenshot(page, "my-data")
 
-    page.get_by_role("link", name="Download a copy of all your data").click()
-    page.wait_for_url(f"{live_server}/my-data/download")
+    with page.expect_navigation(url=f"{live_server}/my-data/download"):
+        page.get_by_role("link", name="Download a copy of all your data").click()
     assert_accessible(page)
     screenshot(page, "my-data-download-form")
     page.get_by_label("Clicks").uncheck()
@@ -66,8 +66,8 @@ def test_see_download_and_open_my_data(app: Flask, page: Any, live_server: str,
     subprocess.run(["pdftoppm", "-png", "-r", "60", str(tmp_path / "summary.pdf"),
                     str(SCREENSHOTS / "my-data-summary-pdf")], check=True)
 
-    page.get_by_role("link", name="Who accessed my data", exact=True).first.click()
-    page.wait_for_url(f"{live_server}/access-log")
+    with page.expect_navigation(url=f"{live_server}/access-log"):
+        page.get_by_role("link", name="Who accessed my data", exact=True).first.click()
     assert page.get_by_text("No one else has accessed your data").is_visible()
     assert_accessible(page)
     screenshot(page, "access-log-empty")
@@ -76,7 +76,8 @@ def test_see_download_and_open_my_data(app: Flask, page: Any, live_server: str,
     page.goto("/my-data/download")
     for box in page.locator("input[name=categories]").all():
         box.uncheck()
-    page.get_by_role("button", name="Download my data").click()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Download my data").click()
     assert page.get_by_role("link", name="Choose at least one category to download.").is_visible()
     assert_accessible(page)
     screenshot(page, "my-data-download-form-error")

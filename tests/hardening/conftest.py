@@ -1,4 +1,5 @@
-"""Hardening test helpers: the collector API's small world, without an identity provider."""
+"""Fixtures of the hardening tests: the collector API's small world, without an identity
+provider."""
 
 from __future__ import annotations
 
@@ -7,25 +8,19 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from tests.api.conftest import ISSUER, World
-from tests.conftest import _settings
+from tests.support.collector_api import World
+from tests.support.config import portal_settings
+from tests.support.identity import ISSUER
 
 
 @pytest.fixture
 def settings(database_url: str) -> dict[str, Any]:
     """The API's configuration, with a rate limit the fuzzer's thousands of calls stay under."""
-    return {**_settings(database_url, ISSUER, "http://localhost"),
+    return {**portal_settings(database_url, ISSUER, "http://localhost"),
             "API_RATE_LIMIT": "100000 per minute"}
 
 
 @pytest.fixture
-def world(app: Flask) -> World:
-    """The shipped catalog published, and the test client's world."""
-    from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
-    from portal.catalog.publication import load_catalog
-    from portal.db import commit
-
-    with app.app_context():
-        load_catalog(read_catalog_file(SHIPPED_CATALOG), published_by="tests")
-        commit()
+def world(app: Flask, catalog: int) -> World:
+    """The shipped catalog published, and a test client's world of its own."""
     return World(app, app.test_client())

@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.api.conftest import World
+from tests.support.collector_api import World
 
 EXAMPLES = 300
 # The document's own address takes no input, so there is nothing to fuzz there.

@@ -20,8 +20,7 @@ from werkzeug.routing import IntegerConverter
 
 from portal import create_app
 from portal.db import get_engine
-from tests.conftest import SignIn, _settings
-from tests.hardening.support_matrix import (
+from tests.support.authorization_matrix import (
     CALLERS,
     DEMO_TABLE,
     METRICS_TOKEN,
@@ -32,6 +31,8 @@ from tests.hardening.support_matrix import (
     untabled_endpoints,
     walk,
 )
+from tests.support.config import portal_settings
+from tests.support.identity import SignIn
 from tests.support.oidc_provider import OIDCProvider
 from tests.support.tamper_proxy import TamperProxy
 
@@ -43,7 +44,7 @@ LARGEST_ID = 2**31 - 1
 def settings(database_url: str, idp: tuple[OIDCProvider, TamperProxy]) -> dict[str, Any]:
     """The portal with the real identity provider (the hardening default has none), and
     /metrics switched on so that its token check is walked too."""
-    return {**_settings(database_url, idp[0].issuer, "http://localhost"),
+    return {**portal_settings(database_url, idp[0].issuer, "http://localhost"),
             "METRICS_TOKEN": METRICS_TOKEN}
 
 

@@ -43,20 +43,19 @@ from flask import Flask
 from sqlalchemy import select
 
 from portal.auth.models import Person, WebSession
-from portal.auth.service import sign_in
-from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
 from portal.catalog.notices import current_notice
-from portal.catalog.publication import load_catalog
-from portal.consent.models import ConsentEvent, ConsentMethod
-from portal.consent.service import grant_consent
+from portal.consent.models import ConsentEvent
 from portal.db import commit, db, utcnow
 from portal.requests import service as requests_service
 from portal.requests.models import DeletionRequest, DeletionScope, RequestState
 from portal.vault.ingest import find_category, ingest_batch
 from portal.vault.models import CollectedBatch
 from portal.vault.reading import read_own_batches
-from tests.api.conftest import ISSUER, bearer, keystroke_batch
-from tests.conftest import ROLE_MAP, _settings
+from tests.support.batches import keystroke_batch
+from tests.support.collector_api import bearer
+from tests.support.config import portal_settings
+from tests.support.factories import create_person, grant
+from tests.support.identity import ISSUER
 from tests.support.servers import GunicornZygote, PreloadedGunicorn, portal_environment
 
 pytestmark = pytest.mark.postgresql_only
@@ -77,7 +76,7 @@ def zygote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GunicornZygote]
     """One process that imports the portal once and forks every gunicorn master of the module."""
     folder = tmp_path_factory.mktemp("zygote")
     # Enough configuration to import wsgi; each server brings its own.
-    importable = _settings(f"sqlite:///{folder / 'unused.sqlite3'}", ISSUER, "http://localhost")
+    importable = portal_settings(f"sqlite:///{folder / 'unused.sqlite3'}", ISSUER, "http://localhost")
     with GunicornZygote("wsgi:app", portal_environment(importable, folder / "instance"),
                         log=folder / "gunicorn.log") as forks:
         yield forks
@@ -238,21 +237,6 @@ class Chains(Scenario):
 
 # --- the world -------------------------------------------------------------------------------
 
-def person(subject: str, *, groups: tuple[str, ...] = ()) -> Person:
-    """Find or create a person as signing in would (flushes)."""
-    return sign_in({"sub": subject, "name": subject.title(), "email": f"{subject}@example.com",
-                    "groups": list(groups)}, issuer=ISSUER, roles_claim="groups",
-                   role_map=ROLE_MAP)
-
-
-def grant(who: Person, *keys: str) -> None:
-    notice = current_notice()
-    assert notice is not None
-    for key in keys:
-        grant_consent(who, find_category(key), notice_version=notice,
-                      method=ConsentMethod.WEB, actor=who)
-
-
 def open_session(person_id: int) -> tuple[str, str]:
     """Store a signed-in session as the sign-in callback would; return its cookie and CSRF secret.
 
@@ -279,13 +263,6 @@ def form_token(client: requests.Session, url: str) -> str | None:
     found = CSRF.search(page.text)
     assert found, f"no CSRF token on {url}"
     return found.group(1)
-
-
-@pytest.fixture
-def catalog(app: Flask) -> None:
-    with app.app_context():
-        load_catalog(read_catalog_file(SHIPPED_CATALOG), published_by="tests")
-        commit()
 
 
 # --- (a) ingestion ---------------------------------------------------------------------------
@@ -319,7 +296,7 @@ class Ingestion(Scenario):
         subjects = [f"collected-{number}-{index}" for index in range(self.threads)]
         with self.app.app_context():
             for subject in subjects:
-                grant(person(subject), "keystrokes")
+                grant(create_person(subject), "keystrokes")
             commit()
         self.subjects.append(subjects)
 
@@ -411,7 +388,7 @@ class ConsentChanges(Scenario):
     def __init__(self, app: Flask, server: PreloadedGunicorn) -> None:
         super().__init__(app, server)
         with app.app_context():
-            people = [person(f"chooser-{number}") for number in range(self.threads)]
+            people = [create_person(f"chooser-{number}") for number in range(self.threads)]
             self.sessions = [open_session(who.id)[0] for who in people]
             notice = current_notice()
             assert notice is not None
@@ -487,7 +464,7 @@ class Deletions(Scenario):
     def __init__(self, app: Flask, server: PreloadedGunicorn) -> None:
         super().__init__(app, server)
         with app.app_context():
-            dpo = person("dpo-dana", groups=("privacy-office",))
+            dpo = create_person("dpo-dana", groups=("privacy-office",))
             self.session = open_session(dpo.id)[0]
             commit()
         self.references: list[list[str]] = []
@@ -502,7 +479,7 @@ class Deletions(Scenario):
             approver = db.scalar(select(Person).where(Person.subject == "dpo-dana"))
             assert approver is not None
             for index in range(self.threads * self.per_thread):
-                leaver = person(f"leaver-{number}-{index}")
+                leaver = create_person(f"leaver-{number}-{index}")
                 grant(leaver, "keystrokes", "pointer")
                 body = keystroke_batch(leaver.subject, *(f"k{n}" for n in range(20)),
                                        minutes_ago=120)
@@ -571,7 +548,7 @@ class Deletions(Scenario):
 # --- the test --------------------------------------------------------------------------------
 
 def test_sigkill_during_ingestion_consent_changes_and_deletions(
-        app: Flask, catalog: None, server: PreloadedGunicorn) -> None:
+        app: Flask, catalog: int, server: PreloadedGunicorn) -> None:
     """All three loads run at once, so each of the 20 kills lands during each of them."""
     ingestion = Ingestion(app, server)
     consent = ConsentChanges(app, server)

@@ -18,8 +18,7 @@ from werkzeug.test import TestResponse
 
 from portal.auth.models import Person, WebSession
 from portal.db import commit, db, utcnow
-from tests.conftest import ACCOUNTS, SignIn, _settings
-from tests.hardening.support_matrix import (
+from tests.support.authorization_matrix import (
     METRICS_TOKEN,
     TABLE,
     Access,
@@ -29,6 +28,8 @@ from tests.hardening.support_matrix import (
     methods_of,
     walked_rules,
 )
+from tests.support.config import portal_settings
+from tests.support.identity import ACCOUNTS, SignIn
 from tests.support.oidc_provider import OIDCProvider
 from tests.support.tamper_proxy import TamperProxy
 
@@ -46,7 +47,7 @@ HSTS_MIN_SECONDS = 365 * 24 * 3600
 @pytest.fixture
 def settings(database_url: str, idp: tuple[OIDCProvider, TamperProxy]) -> dict[str, Any]:
     """The portal with the real identity provider (the hardening default has none)."""
-    return {**_settings(database_url, idp[0].issuer, "http://localhost"),
+    return {**portal_settings(database_url, idp[0].issuer, "http://localhost"),
             "METRICS_TOKEN": METRICS_TOKEN}
 
 

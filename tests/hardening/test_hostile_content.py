@@ -2,7 +2,7 @@
 
 The payloads go in where people type them (every free-text form of the portal, through the
 real forms) and where the identity provider names people (the hostile accounts ``mallory``,
-``oscar`` and ``eve`` of ``tests/conftest.py``, signed in through the real provider). Then
+``oscar`` and ``eve`` of ``tests/support/identity.py``, signed in through the real provider). Then
 every place that shows them is read back: HTML pages of each role, mail received by a real
 SMTP server, the HR exports (CSV, XLSX, JSON, PDF), the personal download (CSV, HTML and PDF
 summary) and the printed receipt and certificate. A real HTTP listener on 127.0.0.1, named in
@@ -48,7 +48,8 @@ from portal.requests.models import DeletionRequest
 from portal.requests.service import plan_categories
 from portal.vault.checks import parse_timestamp
 from portal.vault.ingest import find_category, ingest_batch
-from tests.conftest import ACCOUNTS, SignIn, _settings
+from tests.support.config import portal_settings
+from tests.support.identity import ACCOUNTS, SignIn
 from tests.support.oidc_provider import OIDCProvider
 from tests.support.postgres import free_port
 from tests.support.smtp import Inbox, smtp_server
@@ -76,7 +77,7 @@ def marker(label: str) -> str:
     return f"<script>alert('{label}')</script>"
 
 
-#: Recognisable pieces of the hostile provider attributes (tests/conftest.py).
+#: Recognisable pieces of the hostile provider attributes (tests/support/identity.py).
 PROVIDER_MARKERS = {
     "mallory's name": "<script>alert('name')</script>",
     "mallory's department": "<img src=x onerror=alert('department')>",
@@ -125,7 +126,7 @@ def listener() -> Iterator[list[str]]:
 @pytest.fixture
 def settings(database_url: str, idp: tuple[OIDCProvider, TamperProxy],
              smtp: tuple[Inbox, int]) -> dict[str, Any]:
-    values = _settings(database_url, idp[0].issuer, "http://localhost")
+    values = portal_settings(database_url, idp[0].issuer, "http://localhost")
     values.update(SMTP_HOST="127.0.0.1", SMTP_PORT=smtp[1], SMTP_SECURITY="none",
                   DPO_TEAM_EMAIL="privacy-team@example.com")
     return values

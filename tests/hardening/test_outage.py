@@ -26,9 +26,10 @@ from flask import Flask
 from portal.auth.models import WebSession
 from portal.cli import upgrade_database
 from portal.db import commit, db, get_engine, utcnow
-from tests.api.conftest import ISSUER, bearer
-from tests.conftest import _settings
-from tests.hardening.test_crashes import grant, person
+from tests.support.collector_api import bearer
+from tests.support.config import portal_settings
+from tests.support.factories import create_person, grant, publish_shipped_catalog
+from tests.support.identity import ISSUER
 from tests.support.postgres import PostgresCluster, _binary
 from tests.support.servers import Gunicorn, portal_environment
 
@@ -80,26 +81,21 @@ def cluster(backend: str) -> Iterator[RestartableCluster]:
 
 @pytest.fixture
 def settings(cluster: RestartableCluster) -> dict[str, Any]:
-    return _settings(cluster.create_database("portal"), ISSUER, "http://localhost")
+    return portal_settings(cluster.create_database("portal"), ISSUER, "http://localhost")
 
 
 @pytest.fixture
-def catalog(app: Flask) -> None:
-    """Migrate the cluster's database and publish the shipped catalog."""
-    from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
-    from portal.catalog.publication import load_catalog
-
+def migrated_catalog(app: Flask) -> int:
+    """Migrate the cluster's database (it starts empty) and publish the shipped catalog."""
     upgrade_database(app)
-    with app.app_context():
-        load_catalog(read_catalog_file(SHIPPED_CATALOG), published_by="tests")
-        commit()
+    return publish_shipped_catalog(app)
 
 
-def test_postgresql_stopped_under_load(app: Flask, catalog: None, settings: dict[str, Any],
+def test_postgresql_stopped_under_load(app: Flask, migrated_catalog: int, settings: dict[str, Any],
                                        cluster: RestartableCluster, tmp_path: Path) -> None:
     started = time.monotonic()
     with app.app_context():
-        alex = person("outage-alex")
+        alex = create_person("outage-alex")
         grant(alex, "keystrokes")
         session_id = secrets.token_urlsafe(32)
         now = utcnow()

@@ -33,8 +33,8 @@ from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
 from portal.catalog.publication import load_catalog
 from portal.db import commit
 from portal.limits import RECHECK_SECONDS, REDIS_TIMEOUT_SECONDS, limiter
-from tests.api.conftest import bearer
-from tests.conftest import _settings
+from tests.support.collector_api import bearer
+from tests.support.config import portal_settings
 from tests.support.oidc_provider import OIDCProvider
 from tests.support.postgres import free_port
 from tests.support.servers import Gunicorn, portal_environment
@@ -120,7 +120,7 @@ def store() -> Iterator[RestartableRedis]:
 def settings(database_url: str, idp: tuple[OIDCProvider, TamperProxy],
              store: RestartableRedis) -> dict[str, Any]:
     """Both instances' configuration: low limits counted in Redis, one proxy in front."""
-    return {**_settings(database_url, idp[0].issuer, "http://localhost"),
+    return {**portal_settings(database_url, idp[0].issuer, "http://localhost"),
             "RATELIMIT_STORAGE_URL": store.url,
             "SIGN_IN_RATE_LIMIT": f"{SIGN_IN_LIMIT} per hour",
             "API_RATE_LIMIT": f"{API_LIMIT} per hour",

@@ -20,8 +20,9 @@ from portal.api.models import Collector, DeliveryState, WebhookDelivery
 from portal.api.service import register_collector
 from portal.db import commit, db, utcnow
 from portal.webhook_urls import WebhookURLRefused, _CheckedAdapter, check_webhook_url
-from tests.api.conftest import World
-from tests.conftest import SignIn, _settings
+from tests.support.collector_api import World
+from tests.support.config import portal_settings
+from tests.support.identity import SignIn
 from tests.support.oidc_provider import OIDCProvider
 from tests.support.tamper_proxy import TamperProxy
 
@@ -42,7 +43,7 @@ INSIDE = [
 @pytest.fixture
 def settings(database_url: str, idp: tuple[OIDCProvider, TamperProxy]) -> dict[str, Any]:
     """Production's rule: https to public addresses only (the test default allows 127.0.0.1)."""
-    return {**_settings(database_url, idp[0].issuer, "http://localhost"),
+    return {**portal_settings(database_url, idp[0].issuer, "http://localhost"),
             "WEBHOOK_ALLOW_PRIVATE_NETWORKS": False}
 
 

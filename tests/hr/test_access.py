@@ -8,8 +8,7 @@ from sqlalchemy import func, select
 
 from portal.audit.models import AuditEntry
 from portal.db import db
-from tests.conftest import SignIn
-from tests.hr.conftest import signed_in
+from tests.support.identity import SignIn, signed_in
 
 
 def test_anonymous_people_are_sent_to_sign_in(app: Flask, catalog: int) -> None:

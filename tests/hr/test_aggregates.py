@@ -16,7 +16,7 @@ from portal.hr.service import (
     month_starts,
     suppress,
 )
-from tests.hr.conftest import T0, add_people, decide
+from tests.support.hr import T0, add_people, decide
 
 
 def test_a_small_group_is_hidden() -> None:

@@ -30,7 +30,8 @@ from portal.hr.service import EXPORT_COLUMNS, JSON_KEYS, RecordFilter, csv_chunk
 from portal.vault.checks import parse_timestamp
 from portal.vault.demo_data import generate_batches
 from portal.vault.ingest import find_category, ingest_batch
-from tests.hr.conftest import T0, add_people, csrf_token, decide, export
+from tests.support.forms import csrf_token
+from tests.support.hr import T0, add_people, decide, export
 
 DANGEROUS = {
     "=HYPERLINK(\"http://evil.example\",\"x\")": "Formula",
@@ -238,7 +239,7 @@ def test_exports_are_audited_and_reach_each_access_log(
 
 def test_the_audit_is_saved_before_the_stream_is_read(app: Flask, hr: FlaskClient,
                                                       people: dict[str, int]) -> None:
-    response = hr.post("/hr/export", data={"csrf_token": csrf_token(hr), "format": "csv",
+    response = hr.post("/hr/export", data={"csrf_token": csrf_token(hr, "/hr/"), "format": "csv",
                                           "purpose": "Check the audit comes first"},
                        buffered=False)
     with app.app_context():
@@ -290,7 +291,7 @@ def test_bad_filters_refuse_the_export(app: Flask, hr: FlaskClient,
 def test_exports_are_rate_limited_per_person(app: Flask, hr: FlaskClient,
                                              people: dict[str, int]) -> None:
     app.config["EXPORT_RATE_LIMIT"] = "2 per hour"
-    token = csrf_token(hr)
+    token = csrf_token(hr, "/hr/")
     # A form sent back for its purpose does not count.
     assert export(hr, "csv", purpose="", token=token).status_code == 200
     assert export(hr, "csv", token=token).status_code == 200
@@ -307,7 +308,7 @@ def test_exports_are_rate_limited_per_person(app: Flask, hr: FlaskClient,
 
 def test_the_dpo_exports_in_their_own_capacity(app: Flask, sign_in: Any,
                                                people: dict[str, int]) -> None:
-    from tests.hr.conftest import signed_in
+    from tests.support.identity import signed_in
 
     dpo = signed_in(app, sign_in, "dana")
     assert export(dpo, "json").status_code == 200

@@ -12,9 +12,9 @@ import pytest
 from flask import Flask
 
 from portal.hr.service import EXPORT_COLUMNS
-from tests.conftest import ACCOUNTS, PASSWORD
-from tests.hr.conftest import T0, add_people, decide
 from tests.support.browser import SCREENSHOTS, assert_accessible, screenshot, sign_in_with_form
+from tests.support.hr import T0, add_people, decide
+from tests.support.identity import ACCOUNTS, PASSWORD
 
 
 def test_hr_filters_and_exports_a_csv_and_a_pdf(
@@ -42,14 +42,15 @@ def test_hr_filters_and_exports_a_csv_and_a_pdf(
     page.locator("ul.hr-charts").screenshot(path=str(SCREENSHOTS / "hr-charts.png"))
 
     page.get_by_label("Department", exact=True).select_option("Engineering")
-    page.get_by_role("button", name="Apply filters").click()
-    page.wait_for_url("**/hr/?department=Engineering**")
+    with page.expect_navigation(url="**/hr/?department=Engineering**"):
+        page.get_by_role("button", name="Apply filters").click()
     caption = page.locator("table.hr-records caption").inner_text()
     assert caption.startswith("7 consent records")
     assert_accessible(page)
 
     # No purpose: the error summary links to the field, and nothing is exported.
-    page.get_by_role("button", name="Export", exact=True).click()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Export", exact=True).click()
     summary = page.locator(".error-summary")
     assert "Enter what the export is for." in summary.inner_text()
     assert_accessible(page)

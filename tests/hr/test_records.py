@@ -17,7 +17,9 @@ from portal.auth.models import Person
 from portal.consent.models import ConsentState
 from portal.db import commit, db
 from portal.hr.service import RecordFilter, end_of_day, records_page, records_select
-from tests.hr.conftest import T0, add_people, csrf_token, decide, person_id
+from tests.support.factories import person_id
+from tests.support.forms import csrf_token
+from tests.support.hr import T0, add_people, decide
 
 GIVEN, WITHDRAWN, REFUSED = ConsentState.GIVEN, ConsentState.WITHDRAWN, ConsentState.REFUSED
 
@@ -213,7 +215,7 @@ def test_date_filters_give_a_day_in_the_pages_language_and_read_one_typed(
         db.execute(update(Person).where(Person.id == person_id(app, "sub-chris"))
                    .values(locale="en"))
         commit()
-    english = hr.post(action, data={"csrf_token": csrf_token(hr), "format": "csv",
+    english = hr.post(action, data={"csrf_token": csrf_token(hr, "/hr/"), "format": "csv",
                                     "purpose": "Audit of withdrawn consent"})
     assert english.status_code == 200, english.get_data(as_text=True)[:500]
     assert english.get_data(as_text=True).count("\n") == 2  # the header and Dee's record

@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.observability.conftest import METRICS_TOKEN
-from tests.observability.test_metrics import parse, value
+from tests.support.observability import METRICS_TOKEN, parse, value
 from tests.support.servers import Gunicorn, portal_environment
 
 pytestmark = pytest.mark.postgresql_only

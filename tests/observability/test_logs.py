@@ -11,7 +11,7 @@ from flask import Flask, request
 
 from portal import create_app
 from portal.config import ConfigError
-from tests.observability.conftest import access_lines, json_lines
+from tests.support.observability import access_lines, json_lines
 
 HOSTILE = 'evil\r\n{"level": "ERROR", "logger": "portal.auth", "message": "forged"}\n'
 

@@ -7,29 +7,8 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.observability.conftest import METRICS_TOKEN
-
-
-def scrape(client: FlaskClient, token: str = METRICS_TOKEN) -> dict[tuple[str, tuple[Any, ...]],
-                                                                     float]:
-    """Fetch /metrics and return every sample by name and labels."""
-    answer = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
-    assert answer.status_code == 200, answer.data
-    assert answer.headers["Content-Type"].startswith("text/plain; version=")
-    return parse(answer.get_data(as_text=True))
-
-
-def parse(text: str) -> dict[tuple[str, tuple[Any, ...]], float]:
-    """Return every sample of a text exposition by name and sorted labels."""
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
-
-
-def value(samples: dict[tuple[str, tuple[Any, ...]], float], name: str, **labels: str) -> float:
-    """Return one sample's value (0 when it was never counted)."""
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+from tests.support.observability import METRICS_TOKEN, scrape, value
 
 
 @pytest.mark.parametrize("authorization", [

@@ -14,9 +14,11 @@ from portal.catalog.publication import load_catalog
 from portal.db import commit, db
 from portal.requests import service as requests
 from portal.requests.models import DeletionScope
-from tests.api.conftest import World, bearer, keystroke_batch
-from tests.deletion.conftest import person
-from tests.observability.test_metrics import scrape, value
+from tests.support.batches import keystroke_batch
+from tests.support.collector_api import World, bearer
+from tests.support.factories import create_person
+from tests.support.identity import DPO_GROUPS
+from tests.support.observability import scrape, value
 
 
 @pytest.fixture
@@ -72,13 +74,13 @@ def test_open_and_overdue_requests_are_read_from_the_database(app: Flask,
                                                                client: FlaskClient) -> None:
     assert value(scrape(client), "portal_requests_overdue", kind="deletion") == 0
     with app.app_context():
-        alex, bea = person("alex"), person("bea")
-        dana = person("dana", dpo=True)
+        alex, bea = create_person("alex"), create_person("bea")
+        dana = create_person("dana", groups=DPO_GROUPS)
         late = requests.submit_deletion_request(alex, scope=DeletionScope.ALL)
         requests.submit_deletion_request(bea, scope=DeletionScope.ALL)
-        approved = requests.submit_deletion_request(person("chris"), scope=DeletionScope.ALL)
+        approved = requests.submit_deletion_request(create_person("chris"), scope=DeletionScope.ALL)
         requests.approve_deletion(approved, dpo=dana)
-        cancelled = requests.submit_deletion_request(person("eli"), scope=DeletionScope.ALL)
+        cancelled = requests.submit_deletion_request(create_person("eli"), scope=DeletionScope.ALL)
         requests.cancel_request(cancelled, actor=cancelled.person)
         late.received_at -= dt.timedelta(days=70)
         late.due_at = dt.datetime.now(dt.UTC) - dt.timedelta(days=3)

@@ -71,10 +71,10 @@ from portal.vault.erasure import key_still_opens
 from portal.vault.ingest import find_category, ingest_batch
 from portal.vault.models import DataKey
 from portal.vault.reading import read_own_batches
-from tests.conftest import ROLE_MAP, _settings
+from tests.support.config import portal_settings
+from tests.support.identity import ISSUER, ROLE_MAP
 from tests.support.postgres import PostgresCluster
 
-ISSUER = "http://127.0.0.1:9"
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 #: Every revision but the latest, oldest first.
 EARLIER = [script.revision for script in
@@ -87,7 +87,7 @@ HIDDEN = "alembic_version"
 # --- the representative database, built by the portal at head ----------------------------------
 
 def _settings_for(url: str) -> dict[str, Any]:
-    values = _settings(url, ISSUER, "http://localhost")
+    values = portal_settings(url, ISSUER, "http://localhost")
     values["DPO_TEAM_EMAIL"] = "privacy-team@example.com"
     return values
 

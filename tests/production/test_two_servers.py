@@ -28,9 +28,10 @@ from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
 from portal.catalog.publication import load_catalog
 from portal.db import commit, db, get_engine
 from portal.vault.models import CollectedBatch
-from tests.api.conftest import keystroke_batch
-from tests.conftest import ACCOUNTS, PASSWORD, _settings
+from tests.support.batches import keystroke_batch
 from tests.support.browserless_login import login_via_form
+from tests.support.config import portal_settings
+from tests.support.identity import ACCOUNTS, PASSWORD
 from tests.support.oidc_provider import OIDCProvider
 from tests.support.postgres import PostgresCluster
 from tests.support.servers import Gunicorn, portal_environment, redis_server, started
@@ -78,7 +79,7 @@ def deployment(backend: str, template_database: str, postgres: PostgresCluster,
         for name in [name for name in os.environ if name.startswith("PORTAL_")]:
             environment.delenv(name)
         environment.setenv("PORTAL_INSTANCE_PATH", str(folder / "test-process"))
-        app = create_app(_settings(database_url, idp[0].issuer, "http://localhost"))
+        app = create_app(portal_settings(database_url, idp[0].issuer, "http://localhost"))
     with app.app_context():
         load_catalog(read_catalog_file(SHIPPED_CATALOG), published_by="tests")
         _collector, token, _secret = create_collector("laptop agent", ("keystrokes",))
@@ -87,7 +88,7 @@ def deployment(backend: str, template_database: str, postgres: PostgresCluster,
     def server(name: str, port: int | None, storage: str) -> Gunicorn:
         gunicorn = Gunicorn("wsgi:app", {}, workers=1,
                             threads=4, ready_path="/readyz", port=port)
-        settings = _settings(database_url, idp[0].issuer, gunicorn.url)
+        settings = portal_settings(database_url, idp[0].issuer, gunicorn.url)
         settings.update({
             # Every host gets the same receipt signing key, as the README asks.
             "RECEIPT_KEY_FILE": str(folder / "receipt-signing-key.jwk"),

@@ -20,11 +20,30 @@ AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 SCREENSHOTS = Path(__file__).resolve().parent.parent.parent / "test-artifacts" / "screenshots"
 
 
+#: True once the document has loaded and every stylesheet it links has applied.
+_STYLED = """() => document.readyState === "complete"
+    && Array.from(document.querySelectorAll('link[rel="stylesheet"]'))
+            .every(link => link.sheet !== null)"""
+
+
+def wait_until_styled(page: Page) -> None:
+    """Wait until the page has loaded and its stylesheets apply.
+
+    axe judges sizes and contrast from the computed style, and screenshots show it: run on a
+    document that is still loading, axe finds every link too small (``target-size``). This
+    waits for the document that is there; a test that clicks a link or a form's button waits
+    for the navigation itself (``page.expect_navigation()`` or ``page.wait_for_url``) first.
+    """
+    page.wait_for_load_state("load")
+    page.wait_for_function(_STYLED)
+
+
 def axe_violations(page: Page) -> list[dict[str, Any]]:
-    """Run axe-core on the page as it is and return its violations.
+    """Run axe-core on the page, once it has loaded and is styled; return its violations.
 
     ``evaluate`` runs outside the page's Content-Security-Policy, so the policy stays on.
     """
+    wait_until_styled(page)
     if not page.evaluate("typeof window.axe !== 'undefined'"):
         page.evaluate(AXE.read_text())
     result = page.evaluate(
@@ -47,6 +66,7 @@ def assert_accessible(page: Page) -> None:
 
 def screenshot(page: Page, name: str) -> Path:
     """Save a full-page screenshot under test-artifacts/screenshots for people to look at."""
+    wait_until_styled(page)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
@@ -59,7 +79,8 @@ def sign_in_with_form(page: Page, base_url: str, username: str, password: str,
     then the provider's login form."""
     if next_path is None:
         page.goto(f"{base_url}/")
-        page.get_by_role("link", name="Sign in with your company account").click()
+        with page.expect_navigation():
+            page.get_by_role("link", name="Sign in with your company account").click()
     else:
         page.goto(f"{base_url}{next_path}")
     page.fill("#username", username)
@@ -77,10 +98,11 @@ def migrated_sqlite_database(path: Path) -> str:
     from portal import create_app
     from portal.cli import upgrade_database
     from portal.db import get_engine
-    from tests.conftest import _settings
+    from tests.support.config import portal_settings
+    from tests.support.identity import ISSUER
 
     url = f"sqlite:///{path}"
-    app = create_app(_settings(url, "http://127.0.0.1:9", "http://localhost"))
+    app = create_app(portal_settings(url, ISSUER, "http://localhost"))
     upgrade_database(app)
     get_engine(app).dispose()
     return url

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -26,11 +27,35 @@ def _binary(name: str) -> str:
     return found
 
 
+_random = random.SystemRandom()
+
+
+def _ephemeral_ports() -> tuple[int, int]:
+    """Return the kernel's range of local ports for outgoing connections."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now.
+
+    The server meant to have it binds it later, so the port is picked below the range of
+    ephemeral ports (where binding port 0 would pick it): there, any outgoing connection of
+    the run (to PostgreSQL, the provider, a browser's) could take it in the meantime.
+    """
+    low, _high = _ephemeral_ports()
+    for _attempt in range(200):
+        port = _random.randrange(max(1024, low - 12_000), low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free TCP port below the ephemeral range")
 
 
 class PostgresCluster:

@@ -16,8 +16,10 @@ from sqlalchemy.engine import make_url
 from portal.db import commit, db, get_engine
 from portal.vault.models import CollectedBatch
 from portal.vault.reading import read_own_batches
+from tests.support.batches import iso, keystroke_events, recent
+from tests.support.factories import create_person, grant
 from tests.support.postgres import PostgresCluster, _binary
-from tests.vault.conftest import grant, ingest, iso, keystroke_events, make_person, recent
+from tests.support.vault import ingest
 
 
 def _sqlite_bytes(app: Flask) -> bytes:
@@ -40,11 +42,11 @@ def _pg_dump(cluster: PostgresCluster, app: Flask) -> bytes:
     return subprocess.run(command, check=True, capture_output=True, timeout=120).stdout
 
 
-def test_canaries_appear_nowhere_at_rest(app: Flask, catalog: None, backend: str,
+def test_canaries_appear_nowhere_at_rest(app: Flask, catalog: int, backend: str,
                                          request: pytest.FixtureRequest) -> None:
     canaries = [f"CANARY-{uuid.uuid4().hex}" for _ in range(3)]
     with app.app_context():
-        alex = make_person("sub-canary-subject")
+        alex = create_person("sub-canary-subject", email=False)
         for key in ("keystrokes", "ai_transcripts", "conversations"):
             grant(alex, key)
         ingest(alex, "keystrokes", keystroke_events(*[f"password = '{c}'" for c in canaries]))

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from portal.vault import crypto
 from portal.vault.crypto import DecryptionFailed, MasterKey
-from tests.conftest import TEST_MASTER_KEY
+from tests.support.config import TEST_MASTER_KEY
 
 MASTER = MasterKey.from_base64(TEST_MASTER_KEY)
 KEY_ID = str(uuid.uuid4())

@@ -16,7 +16,8 @@ from portal.db import commit
 from portal.vault import demo_data
 from portal.vault.checks import FORMAT_CHECKER, parse_timestamp
 from portal.vault.reading import read_own_batches
-from tests.vault.conftest import grant, ingest_body, make_person
+from tests.support.factories import create_person, grant
+from tests.support.vault import ingest_body
 
 CATALOG = {category.key: category for category in read_catalog_file(SHIPPED_CATALOG).categories}
 SCHEMAS = {key: category.event_schema for key, category in CATALOG.items()}
@@ -97,7 +98,7 @@ def test_the_content_is_plausible() -> None:
 
 @pytest.mark.usefixtures("ctx")
 def test_generated_batches_go_through_the_ingestion_path() -> None:
-    alex = make_person("sub-alex")
+    alex = create_person("sub-alex", email=False)
     end = dt.datetime.now(dt.UTC).date()
     for key in SCHEMAS:
         if CATALOG[key].legal_basis == "consent":

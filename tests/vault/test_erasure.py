@@ -16,21 +16,15 @@ from portal.vault.erasure import delete_batches, destroy_data_keys, purge_expire
 from portal.vault.keys import configured_master_key
 from portal.vault.models import CollectedBatch, DataKey
 from portal.vault.reading import held_summary, read_own_batches
-from tests.vault.conftest import (
-    grant,
-    ingest,
-    iso,
-    keystroke_events,
-    make_person,
-    recent,
-    stored,
-)
+from tests.support.batches import iso, keystroke_events, recent
+from tests.support.factories import create_person, grant
+from tests.support.vault import ingest, stored
 
 pytestmark = pytest.mark.usefixtures("ctx")
 
 
 def test_shredding_makes_a_copy_taken_before_unreadable() -> None:
-    alex = make_person("sub-alex")
+    alex = create_person("sub-alex", email=False)
     grant(alex, "keystrokes")
     grant(alex, "pointer")
     batch = ingest(alex, "keystrokes", keystroke_events("shred me"))
@@ -65,7 +59,7 @@ def test_shredding_makes_a_copy_taken_before_unreadable() -> None:
 
 
 def test_after_shredding_new_batches_get_a_new_key() -> None:
-    alex = make_person("sub-alex")
+    alex = create_person("sub-alex", email=False)
     grant(alex, "keystrokes")
     ingest(alex, "keystrokes", keystroke_events("before"))
     destroy_data_keys(alex.id, "keystrokes")
@@ -78,7 +72,7 @@ def test_after_shredding_new_batches_get_a_new_key() -> None:
 
 
 def test_delete_batches_by_person_category_and_period() -> None:
-    alex, bea = make_person("sub-alex"), make_person("sub-bea")
+    alex, bea = create_person("sub-alex", email=False), create_person("sub-bea", email=False)
     for person in (alex, bea):
         grant(person, "keystrokes")
         grant(person, "pointer")
@@ -105,7 +99,7 @@ def _age(public_id: str, days: float) -> None:
 
 
 def test_purge_removes_only_batches_past_their_categorys_retention() -> None:
-    alex = make_person("sub-alex")
+    alex = create_person("sub-alex", email=False)
     grant(alex, "keystrokes")
     expired = ingest(alex, "keystrokes", keystroke_events("31 days old"))
     kept = ingest(alex, "keystrokes", keystroke_events("29 days old"))
@@ -129,7 +123,7 @@ def test_purge_removes_only_batches_past_their_categorys_retention() -> None:
 
 
 def test_the_purge_command_says_what_it_removed(app: Flask) -> None:
-    alex = make_person("sub-alex")
+    alex = create_person("sub-alex", email=False)
     grant(alex, "keystrokes")
     grant(alex, "pointer")
     for days in (35, 40):

@@ -23,23 +23,15 @@ from portal.vault.errors import (
 from portal.vault.ingest import find_category, ingest_batch
 from portal.vault.models import CollectedBatch, DataKey
 from portal.vault.reading import held_counts, held_summary, read_own_batches
-from tests.vault.conftest import (
-    category,
-    grant,
-    ingest,
-    iso,
-    keystroke_events,
-    make_person,
-    recent,
-    stored,
-    withdraw,
-)
+from tests.support.batches import iso, keystroke_events, recent
+from tests.support.factories import create_person, grant, withdraw
+from tests.support.vault import category, ingest, stored
 
 pytestmark = pytest.mark.usefixtures("ctx")
 
 
 def test_a_batch_is_stored_encrypted_and_its_subject_reads_it_back() -> None:
-    alex = make_person("sub-alex")
+    alex = create_person("sub-alex", email=False)
     grant(alex, "keystrokes")
     events = keystroke_events("for row in rows:", "    total += row.amount")
     result = ingest(alex, "keystrokes", events, dss_level=3)
@@ -61,7 +53,7 @@ def test_a_batch_is_stored_encrypted_and_its_subject_reads_it_back() -> None:
 
 
 def test_one_data_key_per_person_and_category() -> None:
-    alex, bea = make_person("sub-alex"), make_person("sub-bea")
+    alex, bea = create_person("sub-alex", email=False), create_person("sub-bea", email=False)
     for person in (alex, bea):
         for key in ("keystrokes", "pointer"):
             grant(person, key)
@@ -77,7 +69,7 @@ def test_one_data_key_per_person_and_category() -> None:
 
 
 def test_a_subject_reads_only_their_own_batches_with_filters() -> None:
-    alex, bea = make_person("sub-alex"), make_person("sub-bea")
+    alex, bea = create_person("sub-alex", email=False), create_person("sub-bea", email=False)
     for person in (alex, bea):
         grant(person, "keystrokes")
         grant(person, "pointer")
@@ -95,13 +87,13 @@ def test_a_subject_reads_only_their_own_batches_with_filters() -> None:
     assert [b.public_id for b in read_own_batches(alex, since=recent(30))] == [late.public_id]
     assert [b.public_id for b in read_own_batches(alex, until=recent(90))] == [early.public_id]
     assert all(b.events[0]["keys"] == "bea's" for b in read_own_batches(bea))
-    assert list(read_own_batches(make_person("sub-chris"))) == []
+    assert list(read_own_batches(create_person("sub-chris", email=False))) == []
     with pytest.raises(ValueError, match="timezone"):
         list(read_own_batches(alex, since=recent(0).replace(tzinfo=None)))
 
 
 def test_nothing_is_visible_until_the_transaction_commits(app: Flask) -> None:
-    alex = make_person("sub-alex")
+    alex = create_person("sub-alex", email=False)
     grant(alex, "keystrokes")
     commit()
     ingest(alex, "keystrokes", keystroke_events("never committed"))
@@ -113,7 +105,7 @@ def test_nothing_is_visible_until_the_transaction_commits(app: Flask) -> None:
 # --- the consent gate ------------------------------------------------------------------------
 
 def test_without_consent_the_batch_is_refused_and_nothing_is_stored() -> None:
-    alex = make_person("sub-alex")
+    alex = create_person("sub-alex", email=False)
     with pytest.raises(ConsentRequired) as refused:
         ingest(alex, "keystrokes", keystroke_events("should not be kept"))
     assert (refused.value.category_key, refused.value.state) == ("keystrokes", None)
@@ -121,7 +113,7 @@ def test_without_consent_the_batch_is_refused_and_nothing_is_stored() -> None:
 
 
 def test_after_withdrawal_the_batch_is_refused() -> None:
-    alex = make_person("sub-alex")
+    alex = create_person("sub-alex", email=False)
     grant(alex, "conversations")
     commit()
     withdraw(alex, "conversations")
@@ -136,7 +128,7 @@ def test_after_withdrawal_the_batch_is_refused() -> None:
 
 
 def test_consent_for_one_category_does_not_open_another() -> None:
-    alex = make_person("sub-alex")
+    alex = create_person("sub-alex", email=False)
     grant(alex, "pointer")
     with pytest.raises(ConsentRequired):
         ingest(alex, "keystrokes", keystroke_events("not this one"))
@@ -151,7 +143,7 @@ def test_consent_for_one_category_does_not_open_another() -> None:
 def test_a_category_on_another_legal_basis_needs_no_consent(key: str,
                                                            event: dict[str, object]) -> None:
     assert category(key).legal_basis is not LegalBasis.CONSENT
-    alex = make_person("sub-alex")
+    alex = create_person("sub-alex", email=False)
     event = {**event, "t": iso(recent(2))}
     assert ingest(alex, key, [event], dss_level=4).created
     commit()
@@ -171,7 +163,7 @@ def test_an_unknown_category_or_one_outside_the_catalog_in_force_is_refused() ->
         find_category("screen_recording")
     moment = recent(1)
     with pytest.raises(UnknownCategory):
-        ingest_batch(make_person("sub-alex"), ghost, events=[{"t": iso(moment)}],
+        ingest_batch(create_person("sub-alex", email=False), ghost, events=[{"t": iso(moment)}],
                      collected_from=moment, collected_to=moment, dss_level=1)
     assert stored() == (0, 0)
 
@@ -179,7 +171,7 @@ def test_an_unknown_category_or_one_outside_the_catalog_in_force_is_refused() ->
 # --- checking the batch ----------------------------------------------------------------------
 
 def _errors(key: str, events: object, **fields: object) -> list[FieldError]:
-    alex = make_person("sub-alex")
+    alex = create_person("sub-alex", email=False)
     if category(key).needs_consent:
         grant(alex, key)
     window = {"collected_from": recent(60), "collected_to": recent(0), "dss_level": 2}
@@ -271,7 +263,7 @@ def test_empty_malformed_and_oversized_batches_are_refused() -> None:
     assert _errors("keystrokes", [{"t": nested}])[0].path == "$.events"
     many = keystroke_events("x") * (MAX_EVENTS + 1)
     with pytest.raises(BatchTooLarge, match="10000 events"):
-        ingest(make_person("sub-alex"), "keystrokes", many)
+        ingest(create_person("sub-alex", email=False), "keystrokes", many)
     assert stored() == (0, 0)
 
 
@@ -286,7 +278,7 @@ def test_an_impossible_time_in_an_otherwise_valid_batch_is_named() -> None:
 
 
 def test_every_form_of_rfc_3339_time_is_read() -> None:
-    alex = make_person("sub-alex")
+    alex = create_person("sub-alex", email=False)
     grant(alex, "keystrokes")
     start = recent(20)
     events = keystroke_events("a", "b", "c", "d", start=start)
@@ -313,7 +305,7 @@ def _collector() -> int:
 
 
 def test_a_retry_with_the_same_key_returns_the_first_batch_and_stores_nothing_new() -> None:
-    alex = make_person("sub-alex")
+    alex = create_person("sub-alex", email=False)
     grant(alex, "keystrokes")
     collector_id = _collector()
     events = keystroke_events("once only")
@@ -329,7 +321,7 @@ def test_a_retry_with_the_same_key_returns_the_first_batch_and_stores_nothing_ne
 
 
 def test_a_retry_survives_a_withdrawal_in_between() -> None:
-    alex = make_person("sub-alex")
+    alex = create_person("sub-alex", email=False)
     grant(alex, "keystrokes")
     collector_id = _collector()
     events = keystroke_events("collected while consent was given")
@@ -345,7 +337,7 @@ def test_a_retry_survives_a_withdrawal_in_between() -> None:
 
 
 def test_the_same_key_with_another_body_is_a_conflict() -> None:
-    alex, bea = make_person("sub-alex"), make_person("sub-bea")
+    alex, bea = create_person("sub-alex", email=False), create_person("sub-bea", email=False)
     for person in (alex, bea):
         grant(person, "keystrokes")
     collector_id = _collector()
@@ -363,7 +355,7 @@ def test_the_same_key_with_another_body_is_a_conflict() -> None:
 
 
 def test_an_idempotency_key_needs_a_collector_and_a_sane_form() -> None:
-    alex = make_person("sub-alex")
+    alex = create_person("sub-alex", email=False)
     grant(alex, "keystrokes")
     with pytest.raises(ValueError, match="collector_id"):
         ingest(alex, "keystrokes", keystroke_events("x"), idempotency_key="k")
@@ -375,7 +367,7 @@ def test_an_idempotency_key_needs_a_collector_and_a_sane_form() -> None:
 # --- what is held ----------------------------------------------------------------------------
 
 def test_held_summary_comes_from_metadata_per_category_and_level() -> None:
-    alex, bea = make_person("sub-alex"), make_person("sub-bea")
+    alex, bea = create_person("sub-alex", email=False), create_person("sub-bea", email=False)
     for person in (alex, bea):
         grant(person, "keystrokes")
     first = recent(90)
@@ -393,4 +385,4 @@ def test_held_summary_comes_from_metadata_per_category_and_level() -> None:
     assert keystrokes.first == first
     assert keystrokes.last.tzinfo is not None and keystrokes.last > first
     assert held_counts(alex.id) == {"keystrokes": 3, "sensitivity_ratings": 1}
-    assert held_summary(make_person("sub-nobody").id) == {}
+    assert held_summary(create_person("sub-nobody", email=False).id) == {}

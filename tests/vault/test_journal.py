@@ -22,12 +22,12 @@ from portal.vault.erasure import destroy_data_keys, key_still_opens, live_key_id
 from portal.vault.journal import read_journal
 from portal.vault.models import CollectedBatch
 from portal.vault.reading import read_own_batches
-from tests.conftest import _settings
-from tests.deletion.conftest import person
+from tests.support.batches import keystroke_events, recent
+from tests.support.config import portal_settings
+from tests.support.factories import create_person, grant
+from tests.support.identity import DPO_GROUPS, ISSUER
 from tests.support.postgres import PostgresCluster, _binary
-from tests.vault.conftest import grant, ingest, keystroke_events, recent
-
-ISSUER = "http://127.0.0.1:9"
+from tests.support.vault import ingest
 
 
 @pytest.fixture
@@ -38,7 +38,8 @@ def journal(tmp_path: Path) -> Path:
 @pytest.fixture
 def settings(database_url: str, journal: Path) -> dict[str, Any]:
     journal.parent.mkdir()
-    return {**_settings(database_url, ISSUER, "http://localhost"), "SHRED_JOURNAL": str(journal)}
+    return {**portal_settings(database_url, ISSUER, "http://localhost"),
+            "SHRED_JOURNAL": str(journal)}
 
 
 Backup = Callable[[], Callable[[], None]]
@@ -99,9 +100,9 @@ def deletions_logged() -> list[dict[str, Any]]:
 
 
 def test_a_restored_backup_is_shredded_again_by_the_replay(
-        app: Flask, catalog: None, backup: Backup, journal: Path) -> None:
+        app: Flask, catalog: int, backup: Backup, journal: Path) -> None:
     with app.app_context():
-        alex, dana = person("alex"), person("dana", dpo=True)
+        alex, dana = create_person("alex"), create_person("dana", groups=DPO_GROUPS)
         grant(alex, "keystrokes")
         ingest(alex, "keystrokes", keystroke_events("secret-typed", start=recent(30)))
         commit()
@@ -160,10 +161,10 @@ def test_a_restored_backup_is_shredded_again_by_the_replay(
         assert len(deletions_logged()) == 1  # nothing destroyed, nothing logged
 
 
-def test_only_committed_destructions_are_journalled(app: Flask, catalog: None,
+def test_only_committed_destructions_are_journalled(app: Flask, catalog: int,
                                                     journal: Path) -> None:
     with app.app_context():
-        alex = person("alex")
+        alex = create_person("alex")
         grant(alex, "keystrokes")
         ingest(alex, "keystrokes", keystroke_events("kept", start=recent(30)))
         commit()
@@ -178,7 +179,7 @@ def test_only_committed_destructions_are_journalled(app: Flask, catalog: None,
     assert entries[0].request is None  # no deletion request: shredded by another caller
 
 
-def test_a_line_cut_short_is_skipped_and_reported(app: Flask, catalog: None,
+def test_a_line_cut_short_is_skipped_and_reported(app: Flask, catalog: int,
                                                   journal: Path) -> None:
     journal.write_text('{"key_id": "00000000-0000-0000-0000-000000000000", "person_id": 1, '
                        '"category": "keystrokes", "destroyed_at": "2026-01-01T00:00:00Z", '

@@ -32,9 +32,12 @@ from portal.consent.models import ConsentState, ConsentStatus
 from portal.db import commit, db, get_engine
 from portal.vault.errors import ConsentRequired
 from portal.vault.models import CollectedBatch
-from tests.conftest import _settings
+from tests.support.batches import keystroke_events
+from tests.support.config import portal_settings
+from tests.support.factories import create_person, grant, withdraw
+from tests.support.identity import ISSUER
 from tests.support.postgres import PostgresCluster
-from tests.vault.conftest import ISSUER, grant, ingest, keystroke_events, make_person, withdraw
+from tests.support.vault import ingest
 
 _numbers = itertools.count(1)
 WAIT = 15.0
@@ -50,11 +53,11 @@ def pg_app(postgres: PostgresCluster, tmp_path: Path,
     monkeypatch.setenv("PORTAL_INSTANCE_PATH", str(tmp_path / "instance"))
     name = f"vault_race_{next(_numbers)}"
     url = postgres.create_database(name)
-    app = create_app(_settings(url, ISSUER, "http://localhost"))
+    app = create_app(portal_settings(url, ISSUER, "http://localhost"))
     upgrade_database(app)
     with app.app_context():
         load_catalog(read_catalog_file(SHIPPED_CATALOG), published_by="tests")
-        grant(make_person("sub-alex"), "keystrokes")
+        grant(create_person("sub-alex", email=False), "keystrokes")
         commit()
     yield app
     get_engine(app).dispose()

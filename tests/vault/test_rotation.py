@@ -17,8 +17,10 @@ from portal.vault.crypto import MasterKey
 from portal.vault.errors import VaultIntegrityError
 from portal.vault.models import CollectedBatch, DataKey
 from portal.vault.reading import read_own_batches
-from tests.conftest import TEST_MASTER_KEY
-from tests.vault.conftest import grant, ingest, iso, keystroke_events, make_person, recent
+from tests.support.batches import iso, keystroke_events, recent
+from tests.support.config import TEST_MASTER_KEY
+from tests.support.factories import create_person, grant
+from tests.support.vault import ingest
 
 pytestmark = pytest.mark.usefixtures("ctx")
 
@@ -38,7 +40,7 @@ def _key_file(tmp_path: Path, name: str, value: str) -> str:
 
 def test_rotation_rewraps_every_live_key_and_touches_no_ciphertext(
         app: Flask, settings: dict[str, Any], tmp_path: Path) -> None:
-    alex, bea = make_person("sub-alex"), make_person("sub-bea")
+    alex, bea = create_person("sub-alex", email=False), create_person("sub-bea", email=False)
     for person in (alex, bea):
         grant(person, "keystrokes")
         ingest(person, "keystrokes", keystroke_events(f"{person.subject} typed this"))
@@ -98,7 +100,7 @@ def test_rotation_rewraps_every_live_key_and_touches_no_ciphertext(
 
 def test_rotation_refuses_a_vault_with_keys_under_an_unknown_master(
         app: Flask, tmp_path: Path) -> None:
-    alex = make_person("sub-alex")
+    alex = create_person("sub-alex", email=False)
     grant(alex, "keystrokes")
     ingest(alex, "keystrokes", keystroke_events("x"))
     db.execute(update(DataKey).values(master_key_id="0123456789abcdef"))

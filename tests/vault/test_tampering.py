@@ -17,7 +17,9 @@ from portal.vault.crypto import MasterKey
 from portal.vault.errors import VaultIntegrityError
 from portal.vault.models import CollectedBatch, DataKey
 from portal.vault.reading import read_own_batches
-from tests.vault.conftest import grant, ingest, keystroke_events, make_person
+from tests.support.batches import keystroke_events
+from tests.support.factories import create_person, grant
+from tests.support.vault import ingest
 
 pytestmark = pytest.mark.usefixtures("ctx")
 
@@ -36,7 +38,7 @@ def _copy_content(source: str, target: str) -> None:
 
 
 def test_ciphertext_moved_to_another_row_of_the_same_person_does_not_open() -> None:
-    alex = make_person("sub-alex")
+    alex = create_person("sub-alex", email=False)
     grant(alex, "keystrokes")
     first = ingest(alex, "keystrokes", keystroke_events("first"))
     second = ingest(alex, "keystrokes", keystroke_events("second"))
@@ -47,7 +49,7 @@ def test_ciphertext_moved_to_another_row_of_the_same_person_does_not_open() -> N
 
 
 def test_ciphertext_moved_to_another_person_does_not_open() -> None:
-    alex, bea = make_person("sub-alex"), make_person("sub-bea")
+    alex, bea = create_person("sub-alex", email=False), create_person("sub-bea", email=False)
     for person in (alex, bea):
         grant(person, "keystrokes")
     alex_batch = ingest(alex, "keystrokes", keystroke_events("alex's secret"))
@@ -59,7 +61,7 @@ def test_ciphertext_moved_to_another_person_does_not_open() -> None:
 
 
 def test_a_row_relabelled_to_another_category_does_not_open_even_under_the_same_key() -> None:
-    alex = make_person("sub-alex")
+    alex = create_person("sub-alex", email=False)
     grant(alex, "keystrokes")
     batch = ingest(alex, "keystrokes", keystroke_events("typed"))
     commit()
@@ -71,7 +73,7 @@ def test_a_row_relabelled_to_another_category_does_not_open_even_under_the_same_
 
 
 def test_wrapped_keys_swapped_between_people_do_not_open() -> None:
-    alex, bea = make_person("sub-alex"), make_person("sub-bea")
+    alex, bea = create_person("sub-alex", email=False), create_person("sub-bea", email=False)
     for person in (alex, bea):
         grant(person, "keystrokes")
     ingest(alex, "keystrokes", keystroke_events("alex"))
@@ -98,7 +100,7 @@ def other_master_app(settings: dict[str, Any]) -> Iterator[Flask]:
 
 
 def test_the_wrong_master_key_opens_nothing(app: Flask, other_master_app: Flask) -> None:
-    alex = make_person("sub-alex")
+    alex = create_person("sub-alex", email=False)
     grant(alex, "keystrokes")
     ingest(alex, "keystrokes", keystroke_events("kept"))
     commit()

@@ -17,8 +17,10 @@ from portal.auth.models import Person
 from portal.dates import read_day
 from portal.db import commit, db
 from portal.requests import service
-from tests.conftest import ACCOUNTS, SignIn, _settings
-from tests.consent.conftest import csrf_token, person, signed_in
+from tests.support.config import portal_settings
+from tests.support.factories import account_person
+from tests.support.forms import csrf_token
+from tests.support.identity import ACCOUNTS, SignIn, signed_in
 
 MARCH_1, MARCH_31 = dt.date(2026, 3, 1), dt.date(2026, 3, 31)
 
@@ -26,11 +28,11 @@ MARCH_1, MARCH_31 = dt.date(2026, 3, 1), dt.date(2026, 3, 31)
 @pytest.fixture
 def settings(database_url: str, idp: Any) -> dict[str, Any]:
     """The real identity provider; no mail server (mail stays in the outbox)."""
-    return _settings(database_url, idp[0].issuer, "http://localhost")
+    return portal_settings(database_url, idp[0].issuer, "http://localhost")
 
 
 @pytest.fixture
-def alex(app: Flask, sign_in: SignIn, catalog: None) -> FlaskClient:
+def alex(app: Flask, sign_in: SignIn, catalog: int) -> FlaskClient:
     return signed_in(app, sign_in, "alex")
 
 
@@ -67,7 +69,7 @@ def test_the_hints_give_a_day_in_the_pages_language_not_a_format(
 
 def test_a_day_typed_as_the_hint_writes_it_is_read(app: Flask, alex: FlaskClient) -> None:
     speak(app, "de")
-    token = csrf_token(alex)
+    token = csrf_token(alex, "/consent/history")
 
     def submit(**data: str) -> Any:
         return alex.post("/requests/new", data={"csrf_token": token, "scope": "range", **data})
@@ -83,13 +85,13 @@ def test_a_day_typed_as_the_hint_writes_it_is_read(app: Flask, alex: FlaskClient
     assert errors(unreadable.get_data(as_text=True), "since") == [
         "Geben Sie ein gültiges Datum ein, zum Beispiel 1. März 2026"]
     with app.app_context():
-        assert service.own_requests(person(app, "alex")) == []
+        assert service.own_requests(account_person(app, "alex")) == []
 
     # A browser without a date picker shows a text box: the day as the hint writes it works.
     created = submit(since="1. März 2026", until="31.03.2026")
     assert created.status_code == 303, errors(created.get_data(as_text=True), "since")
     with app.app_context():
-        [request] = service.own_requests(person(app, "alex"))
+        [request] = service.own_requests(account_person(app, "alex"))
         # The person's days, in their time zone (Europe/Berlin, from the provider).
         assert request.since == dt.datetime(2026, 2, 28, 23, tzinfo=dt.UTC)
         assert request.until is not None and request.until.date() == MARCH_31

@@ -16,10 +16,10 @@ from sqlalchemy import update
 
 from portal.auth.models import WebSession
 from portal.db import commit, db
-from tests.conftest import ACCOUNTS, PASSWORD
-from tests.consent.conftest import person
-from tests.deletion.conftest import collect
 from tests.support.browser import SCREENSHOTS, assert_accessible, screenshot, sign_in_with_form
+from tests.support.deletion import collect
+from tests.support.factories import account_person
+from tests.support.identity import ACCOUNTS, PASSWORD
 
 pytestmark = pytest.mark.browser
 
@@ -27,9 +27,9 @@ pytestmark = pytest.mark.browser
 @pytest.fixture
 def settings(database_url: str, idp: Any) -> dict[str, Any]:
     """The real identity provider; no mail server (mail stays in the outbox)."""
-    from tests.conftest import _settings
+    from tests.support.config import portal_settings
 
-    return _settings(database_url, idp[0].issuer, "http://localhost")
+    return portal_settings(database_url, idp[0].issuer, "http://localhost")
 
 
 def look(page: Any, name: str) -> None:
@@ -42,13 +42,15 @@ def test_request_approve_execute_and_download_the_certificate(
         tmp_path: Path) -> None:
     sign_in_with_form(page, live_server, ACCOUNTS["alex"].sub, PASSWORD)
     with app.app_context():
-        collect(person(app, "alex"))
+        collect(account_person(app, "alex"))
         commit()
 
     page.goto("/requests/")
     look(page, "requests-index-empty")
-    page.get_by_role("link", name="Request deletion").click()
-    page.get_by_role("button", name="Send my deletion request").click()
+    with page.expect_navigation():
+        page.get_by_role("link", name="Request deletion").click()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Send my deletion request").click()
     expect(page.get_by_role("heading", name="There is a problem")).to_be_visible()
     look(page, "requests-new-error")
     page.get_by_label("Only the categories I choose").check()
@@ -57,23 +59,27 @@ def test_request_approve_execute_and_download_the_certificate(
     page.get_by_label("Your reason (optional)").fill("I am leaving the team.")
     page.get_by_label("Also withdraw my consent").check()
     look(page, "requests-new")
-    page.get_by_role("button", name="Send my deletion request").click()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Send my deletion request").click()
     expect(page.get_by_role("heading", name="Deletion request received")).to_be_visible()
     look(page, "requests-submitted")
-    page.get_by_role("link", name="See your request").click()
-    page.wait_for_url(re.compile(r".*/requests/[0-9a-f-]{36}$"))
+    with page.expect_navigation(url=re.compile(r".*/requests/[0-9a-f-]{36}$")):
+        page.get_by_role("link", name="See your request").click()
     reference = page.url.rstrip("/").rsplit("/", 1)[1]
     look(page, "requests-show-received")
-    page.get_by_role("link", name="Cancel this request").click()
+    with page.expect_navigation():
+        page.get_by_role("link", name="Cancel this request").click()
     look(page, "requests-cancel")
-    page.get_by_role("link", name="Keep my request").click()
+    with page.expect_navigation():
+        page.get_by_role("link", name="Keep my request").click()
     with app.app_context():
         from portal.catalog.notices import find_section
         from portal.catalog.objections import file_objection
 
         section = find_section("sensitivity_ratings")
         assert section is not None
-        objection_id = file_objection(person(app, "alex"), section, "My ratings are mine").id
+        objection_id = file_objection(account_person(app, "alex"), section,
+                                      "My ratings are mine").id
         commit()
 
     dpo = browser.new_context(base_url=live_server, locale="en-GB").new_page()
@@ -84,22 +90,29 @@ def test_request_approve_execute_and_download_the_certificate(
     dpo.goto(f"/dpo/objections/{objection_id}")
     look(dpo, "dpo-objection")
     dpo.goto("/dpo/requests")
-    dpo.get_by_role("link", name="Deletion").first.click()
+    with dpo.expect_navigation():
+        dpo.get_by_role("link", name="Deletion").first.click()
     assert "Keystrokes" in dpo.locator("main").inner_text()
     look(dpo, "dpo-show-received")
-    dpo.get_by_role("link", name="Refuse, with reasons").click()
+    with dpo.expect_navigation():
+        dpo.get_by_role("link", name="Refuse, with reasons").click()
     look(dpo, "dpo-refuse")
     dpo.go_back()
-    dpo.get_by_role("link", name="Approve in part (keep some categories, with reasons)").click()
-    dpo.get_by_role("button", name="Approve in part").click()
+    with dpo.expect_navigation():
+        dpo.get_by_role("link", name="Approve in part (keep some categories, with reasons)").click()
+    with dpo.expect_navigation():
+        dpo.get_by_role("button", name="Approve in part").click()
     look(dpo, "dpo-approve-in-part-error")
     dpo.goto(f"/dpo/requests/{reference}")
-    dpo.get_by_role("link", name="Extend the deadline (once)").click()
+    with dpo.expect_navigation():
+        dpo.get_by_role("link", name="Extend the deadline (once)").click()
     look(dpo, "dpo-extend")
     dpo.go_back()
-    dpo.get_by_role("link", name="Approve the deletion").click()
+    with dpo.expect_navigation():
+        dpo.get_by_role("link", name="Approve the deletion").click()
     look(dpo, "dpo-approve")
-    dpo.get_by_role("button", name="Approve the deletion").click()
+    with dpo.expect_navigation():
+        dpo.get_by_role("button", name="Approve the deletion").click()
     expect(dpo.get_by_text("Approved. The employee has been told.")).to_be_visible()
     look(dpo, "dpo-show-approved")
 
@@ -112,8 +125,8 @@ def test_request_approve_execute_and_download_the_certificate(
         dpo.get_by_role("link", name="Delete the data").click()
     dpo.wait_for_url(f"{live_server}/dpo/requests/{reference}/execute")
     look(dpo, "dpo-execute")
-    dpo.get_by_role("button", name="Delete the data now").click()
-    dpo.wait_for_url(f"{live_server}/dpo/requests/{reference}/executed")
+    with dpo.expect_navigation(url=f"{live_server}/dpo/requests/{reference}/executed"):
+        dpo.get_by_role("button", name="Delete the data now").click()
     expect(dpo.get_by_role("heading", name="Data deleted")).to_be_visible()
     look(dpo, "dpo-executed")
 

@@ -17,8 +17,9 @@ from portal.requests import service
 from portal.requests.models import DeletionScope, DeletionStep, RequestState
 from portal.vault import erasure as vault
 from portal.vault.models import CollectedBatch, DataKey
-from tests.deletion.conftest import Cast, approved
-from tests.vault.conftest import ingest, keystroke_events, recent
+from tests.support.batches import keystroke_events, recent
+from tests.support.deletion import Cast, approved
+from tests.support.vault import ingest
 
 
 def batches(person_id: int, key: str | None = None) -> int:

@@ -15,7 +15,10 @@ from portal.db import commit, db
 from portal.mail import MailMessage, MailState, send_pending
 from portal.requests import service
 from portal.requests.models import DeletionScope
-from tests.deletion.conftest import Cast, Inbox, approved, person
+from tests.support.deletion import Cast, approved
+from tests.support.factories import create_person
+from tests.support.identity import DPO_GROUPS
+from tests.support.smtp import Inbox
 
 
 def test_the_certificate_states_what_was_deleted_and_verifies(
@@ -63,8 +66,8 @@ def test_kept_items_are_on_the_certificate(cast: Cast) -> None:
 def test_mail_reaches_the_employee_in_their_language_and_the_team(
         app: Flask, ctx: None, smtp: tuple[Inbox, int]) -> None:
     inbox = smtp[0]
-    greta = person("greta", locale="de")
-    dana = person("dana", dpo=True)
+    greta = create_person("greta", locale="de")
+    dana = create_person("dana", groups=DPO_GROUPS)
     commit()
     request = service.submit_deletion_request(greta, scope=DeletionScope.ALL,
                                               now=dt.datetime(2026, 1, 31, 12, tzinfo=dt.UTC))

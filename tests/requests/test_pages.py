@@ -12,15 +12,18 @@ from flask.testing import FlaskClient
 from portal.db import commit
 from portal.requests import service
 from portal.requests.models import RequestState
-from tests.conftest import SignIn, _settings
-from tests.consent.conftest import csrf_token, person, signed_in
-from tests.deletion.conftest import Inbox, collect
+from tests.support.config import portal_settings
+from tests.support.deletion import collect
+from tests.support.factories import account_person
+from tests.support.forms import csrf_token
+from tests.support.identity import SignIn, signed_in
+from tests.support.smtp import Inbox
 
 
 @pytest.fixture
 def settings(database_url: str, idp: Any, smtp: tuple[Inbox, int]) -> dict[str, Any]:
     """The real identity provider, and mail through the test SMTP server."""
-    values = _settings(database_url, idp[0].issuer, "http://localhost")
+    values = portal_settings(database_url, idp[0].issuer, "http://localhost")
     values.update(SMTP_HOST="127.0.0.1", SMTP_PORT=smtp[1], SMTP_SECURITY="none",
                   DPO_TEAM_EMAIL="privacy-team@example.com")
     return values
@@ -30,7 +33,7 @@ def settings(database_url: str, idp: Any, smtp: tuple[Inbox, int]) -> dict[str, 
 def clients(app: Flask, sign_in: SignIn, catalog: int) -> dict[str, FlaskClient]:
     people = {who: signed_in(app, sign_in, who) for who in ("alex", "bea", "dana")}
     with app.app_context():
-        collect(person(app, "alex"))
+        collect(account_person(app, "alex"))
         commit()
     return people
 
@@ -42,7 +45,8 @@ def reference_of(response: Any) -> str:
 
 
 def submit(client: FlaskClient, **data: Any) -> Any:
-    return client.post("/requests/new", data={"csrf_token": csrf_token(client), **data})
+    return client.post("/requests/new",
+                       data={"csrf_token": csrf_token(client, "/consent/history"), **data})
 
 
 def test_the_whole_path_through_the_pages(app: Flask, clients: dict[str, FlaskClient],
@@ -66,7 +70,7 @@ def test_the_whole_path_through_the_pages(app: Flask, clients: dict[str, FlaskCl
     page = dana.get(f"/dpo/requests/{reference}").get_data(as_text=True)
     assert "Keystrokes" in page and ">2<" in page  # two batches, counted, never opened
     assert "beta-typed" not in page and "gamma-typed" not in page
-    token = csrf_token(dana)
+    token = csrf_token(dana, "/consent/history")
     assert dana.post(f"/dpo/requests/{reference}/refuse",
                      data={"csrf_token": token, "reason": ""}).status_code == 400
     response = dana.post(f"/dpo/requests/{reference}/approve", data={"csrf_token": token})
@@ -96,7 +100,7 @@ def test_who_may_see_what(app: Flask, clients: dict[str, FlaskClient]) -> None:
         assert alex.get(path).status_code == 403, path
         assert bea.get(path).status_code == 403, path
     assert alex.post(f"/dpo/requests/{reference}/approve",
-                     data={"csrf_token": csrf_token(alex)}).status_code == 403
+                     data={"csrf_token": csrf_token(alex, "/consent/history")}).status_code == 403
     anonymous = app.test_client()
     assert anonymous.get("/requests/").status_code == 302
     assert anonymous.get("/dpo/requests").status_code == 302
@@ -118,7 +122,7 @@ def test_bad_input_is_a_form_error_and_changes_nothing(app: Flask,
         assert response.status_code == 400, data
         assert "There is a problem" in response.get_data(as_text=True)
     with app.app_context():
-        assert service.own_requests(person(app, "alex")) == []
+        assert service.own_requests(account_person(app, "alex")) == []
 
 
 def test_cancel_and_a_stale_sign_in_before_execution(
@@ -127,12 +131,13 @@ def test_cancel_and_a_stale_sign_in_before_execution(
     first = reference_of(submit(alex, scope="all"))
     assert "Cancel your deletion request?" in alex.get(
         f"/requests/{first}/cancel").get_data(as_text=True)
-    response = alex.post(f"/requests/{first}/cancel", data={"csrf_token": csrf_token(alex)})
+    response = alex.post(f"/requests/{first}/cancel",
+                         data={"csrf_token": csrf_token(alex, "/consent/history")})
     assert response.status_code == 303
     assert "Nothing was deleted" in alex.get(f"/requests/{first}").get_data(as_text=True)
 
     second = reference_of(submit(alex, scope="all"))
-    token = csrf_token(dana)
+    token = csrf_token(dana, "/consent/history")
     dana.post(f"/dpo/requests/{second}/approve", data={"csrf_token": token})
     monkeypatch.setattr("portal.requests.views.signed_in_within", lambda age: False)
     response = dana.post(f"/dpo/requests/{second}/execute", data={"csrf_token": token})
@@ -153,14 +158,14 @@ def test_objections_are_decided_by_the_dpo_and_answered_on_the_requests_page(
     with app.app_context():
         section = find_section("sensitivity_ratings")
         assert section is not None
-        objection = file_objection(person(app, "alex"), section, "My ratings are private")
+        objection = file_objection(account_person(app, "alex"), section, "My ratings are private")
         commit()
         objection_id = objection.id
     assert "Objection" in dana.get("/dpo/requests").get_data(as_text=True)
     assert alex.get(f"/dpo/objections/{objection_id}").status_code == 403
     page = dana.get(f"/dpo/objections/{objection_id}").get_data(as_text=True)
     assert "My ratings are private" in page
-    token = csrf_token(dana)
+    token = csrf_token(dana, "/consent/history")
     assert dana.post(f"/dpo/objections/{objection_id}",
                      data={"csrf_token": token, "decision": "dismissed"}).status_code == 400
     response = dana.post(f"/dpo/objections/{objection_id}/extend", data={

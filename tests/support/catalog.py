@@ -1,8 +1,7 @@
-"""Helpers for the catalog tests: the shipped catalog, changed copies of it, people, CSRF."""
+"""The catalog in tests: the shipped catalog, changed copies of it, publishing them."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,11 +9,9 @@ from typing import Any
 
 import yaml
 from flask import Flask
-from flask.testing import FlaskClient
 from flask_babel import force_locale
 from sqlalchemy import select
 
-from portal.auth.models import Person
 from portal.catalog.document import (
     SHIPPED_CATALOG,
     CatalogDocument,
@@ -25,7 +22,6 @@ from portal.catalog.models import NoticeVersion
 from portal.catalog.publication import load_catalog, publish_notice
 from portal.db import commit, db
 
-CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 Raw = dict[str, Any]
 
 
@@ -72,15 +68,6 @@ def write_catalog(tmp_path: Path, raw: Raw, name: str = "catalog.yaml") -> Path:
     return path
 
 
-def make_person(name: str, *, roles: tuple[str, ...] = (), locale: str | None = None) -> Person:
-    """Add a person (as sign-in would) and return them, flushed."""
-    person = Person(issuer="https://idp.example", subject=f"sub-{name.lower()}", name=name,
-                    email=f"{name.lower()}@example.com", roles=list(roles), locale=locale)
-    db.add(person)
-    db.flush()
-    return person
-
-
 @contextmanager
 def in_app(app: Flask) -> Iterator[None]:
     """Work inside ``app`` as a command does: an app context, the default language."""
@@ -108,22 +95,7 @@ def publish(app: Flask, document: CatalogDocument, *, material: dict[str, str] |
         return notice.number
 
 
-def person_id(app: Flask, subject: str) -> int:
-    """Return the id of the person with ``subject`` (after they signed in)."""
-    with app.app_context():
-        found = db.scalar(select(Person.id).where(Person.subject == subject))
-        assert found is not None
-        return found
-
-
 def versions(app: Flask) -> list[NoticeVersion]:
     """Return every published version, oldest first."""
     with app.app_context():
         return list(db.scalars(select(NoticeVersion).order_by(NoticeVersion.number)))
-
-
-def csrf_token(client: FlaskClient, path: str = "/") -> str:
-    """Return the CSRF token of the client's session, read from a page as a browser would."""
-    match = CSRF.search(client.get(path).get_data(as_text=True))
-    assert match is not None
-    return match.group(1)

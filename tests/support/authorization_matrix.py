@@ -37,8 +37,8 @@ from portal.requests import service as requests_service
 from portal.requests.models import DeletionScope
 from portal.vault.checks import parse_timestamp
 from portal.vault.ingest import find_category, ingest_batch
-from tests.api.conftest import iso, keystroke_batch
-from tests.conftest import ACCOUNTS, ROLE_MAP
+from tests.support.batches import iso, keystroke_batch
+from tests.support.identity import ACCOUNTS, ROLE_MAP
 
 PERSONS = ("alex", "bea", "chris", "dana", "eli")
 CALLERS = ("anonymous", *PERSONS, "collector", "revoked collector", "scraper")

@@ -14,7 +14,7 @@ from portal.consent.models import ConsentState, ConsentStatus
 from portal.db import commit, db
 from portal.requests import service
 from portal.requests.models import DeletionScope, EventKind, RequestEvent, RequestState
-from tests.deletion.conftest import Cast, approved
+from tests.support.deletion import Cast, approved
 
 
 def kinds(request: object) -> list[str]:
