@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -39,7 +40,7 @@ from portal.requests.forms import (
     ReasonForm,
     partial_form,
 )
-from portal.requests.models import DeletionRequest, DeletionScope, RequestState
+from portal.requests.models import DeletionRequest, DeletionScope, RequestEvent, RequestState
 
 bp = Blueprint("requests", __name__, url_prefix="/requests")
 dpo_bp = Blueprint("dpo", __name__, url_prefix="/dpo")
@@ -251,10 +252,33 @@ def dpo_show(reference: str) -> str:
     return _dpo_view(get_request(reference))
 
 
-def _decision_page(template: str, found: DeletionRequest, form: Any,
-                   **context: Any) -> tuple[str, int] | str:
-    page = render_template(template, item=found, form=form, titles=_titles(), **context)
-    return (page, 400) if request.method == "POST" else page
+def _decide(form: Any, act: Callable[[], object], done: str | Callable[[], str], *,
+            page: Callable[[], str], back: str) -> Response | str | tuple[str, int]:
+    """Run one DPO decision: one form, one service call, one message, back to ``back``.
+
+    Until ``form`` is valid, ``page`` is shown (a 400 after a POST); then ``act`` runs, a step
+    the service refuses is a 409, and ``done`` is flashed before a 303 to ``back``. ``done`` may
+    be a function, for a message that tells what the decision changed.
+    """
+    if not form.validate_on_submit():
+        shown = page()
+        return (shown, 400) if request.method == "POST" else shown
+    try:
+        act()
+    except service.RequestError as exc:
+        return _refuse(exc)
+    flash(done() if callable(done) else done, "success")
+    return redirect(back, code=303)
+
+
+def _decide_request(found: DeletionRequest, form: Any, template: str, act: Callable[[], object],
+                    done: str | Callable[[], str],
+                    **context: Any) -> Response | str | tuple[str, int]:
+    """Run one DPO decision on a request, on its own page ``template``; back to the request."""
+    return _decide(form, act, done,
+                   page=lambda: render_template(template, item=found, form=form,
+                                                titles=_titles(), **context),
+                   back=url_for(".show", reference=found.reference))
 
 
 @dpo_bp.route("/requests/<reference>/approve", methods=["GET", "POST"])
@@ -263,14 +287,10 @@ def approve(reference: str) -> Response | str | tuple[str, int]:
     """Approve the whole request."""
     found = get_request(reference)
     form = OptionalReasonForm()
-    if not form.validate_on_submit():
-        return _decision_page("dpo/approve.html", found, form)
-    try:
-        service.approve_deletion(found, dpo=_person(), reason=form.reason.data or "")
-    except service.RequestError as exc:
-        return _refuse(exc)
-    flash(_("Approved. The employee has been told."), "success")
-    return redirect(url_for(".show", reference=reference), code=303)
+    return _decide_request(
+        found, form, "dpo/approve.html",
+        lambda: service.approve_deletion(found, dpo=_person(), reason=form.reason.data or ""),
+        _("Approved. The employee has been told."))
 
 
 @dpo_bp.route("/requests/<reference>/refuse", methods=["GET", "POST"])
@@ -279,15 +299,10 @@ def refuse(reference: str) -> Response | str | tuple[str, int]:
     """Refuse the request with a reason; the employee is told of their right to complain."""
     found = get_request(reference)
     form = ReasonForm()
-    if not form.validate_on_submit():
-        return _decision_page("dpo/refuse.html", found, form)
-    try:
-        service.refuse_request(found, dpo=_person(), reason=form.reason.data or "")
-    except service.RequestError as exc:
-        return _refuse(exc)
-    flash(_("Refused. The employee has been told your reason and their right to complain."),
-          "success")
-    return redirect(url_for(".show", reference=reference), code=303)
+    return _decide_request(
+        found, form, "dpo/refuse.html",
+        lambda: service.refuse_request(found, dpo=_person(), reason=form.reason.data or ""),
+        _("Refused. The employee has been told your reason and their right to complain."))
 
 
 @dpo_bp.route("/requests/<reference>/approve-in-part", methods=["GET", "POST"])
@@ -296,20 +311,18 @@ def approve_in_part(reference: str) -> Response | str | tuple[str, int]:
     """Approve all but some categories, each kept with its reason."""
     found = get_request(reference)
     titles = _titles()
-    keys = service.plan_categories(found)
-    choices = [(key, titles.get(key, key)) for key in keys]
+    choices = [(key, titles.get(key, key)) for key in service.plan_categories(found)]
     form = partial_form(choices)
-    if not form.validate_on_submit():
-        return _decision_page("dpo/approve_in_part.html", found, form, choices=choices)
-    kept = {key: form[f"reason_{index}"].data for index, (key, _title) in enumerate(choices)
-            if form[f"keep_{index}"].data}
-    try:
+
+    def approve_keeping() -> None:
+        kept = {key: form[f"reason_{index}"].data for index, (key, _title) in enumerate(choices)
+                if form[f"keep_{index}"].data}
         service.approve_in_part(found, dpo=_person(), kept=kept,
                                 reason=form["reason"].data or "")
-    except service.RequestError as exc:
-        return _refuse(exc)
-    flash(_("Approved in part. The employee has been told what is kept and why."), "success")
-    return redirect(url_for(".show", reference=reference), code=303)
+
+    return _decide_request(
+        found, form, "dpo/approve_in_part.html", approve_keeping,
+        _("Approved in part. The employee has been told what is kept and why."), choices=choices)
 
 
 @dpo_bp.route("/requests/<reference>/extend", methods=["GET", "POST"])
@@ -318,16 +331,12 @@ def extend(reference: str) -> Response | str | tuple[str, int]:
     """Extend the deadline once, by one or two months, with a reason."""
     found = get_request(reference)
     form = ExtendForm()
-    if not form.validate_on_submit():
-        return _decision_page("dpo/extend.html", found, form)
-    try:
-        service.extend_deadline(found, dpo=_person(), months=int(form.months.data),
-                                reason=form.reason.data or "")
-    except service.RequestError as exc:
-        return _refuse(exc)
-    flash(_("Deadline extended to %(date)s. The employee has been told why.",
-            date=format_date(found.due_at, "long")), "success")
-    return redirect(url_for(".show", reference=reference), code=303)
+    return _decide_request(
+        found, form, "dpo/extend.html",
+        lambda: service.extend_deadline(found, dpo=_person(), months=int(form.months.data),
+                                        reason=form.reason.data or ""),
+        lambda: _("Deadline extended to %(date)s. The employee has been told why.",
+                  date=format_date(found.due_at, "long")))
 
 
 @dpo_bp.route("/requests/<reference>/confirm", methods=["GET", "POST"])
@@ -337,14 +346,9 @@ def confirm(reference: str) -> Response | str | tuple[str, int]:
     found = get_request(reference)
     form = ConfirmForm()
     form.submit.label.text = _("Confirm the approval")
-    if not form.validate_on_submit():
-        return _decision_page("dpo/confirm.html", found, form)
-    try:
-        service.confirm_deletion(found, dpo=_person())
-    except service.RequestError as exc:
-        return _refuse(exc)
-    flash(_("Confirmed. The deletion can now be carried out."), "success")
-    return redirect(url_for(".show", reference=reference), code=303)
+    return _decide_request(
+        found, form, "dpo/confirm.html", lambda: service.confirm_deletion(found, dpo=_person()),
+        _("Confirmed. The deletion can now be carried out."))
 
 
 @dpo_bp.get("/requests/<reference>/execute")
@@ -389,6 +393,13 @@ def executed(reference: str) -> str:
     return render_template("dpo/executed.html", item=found, titles=_titles())
 
 
+def _objection_page(found: Objection, form: ObjectionDecisionForm, extend_form: ExtendForm,
+                    events: list[RequestEvent]) -> str:
+    return render_template("dpo/objection.html", item=found, form=form, extend_form=extend_form,
+                           events=events, titles=_titles(),
+                           person=db.get(Person, found.person_id))
+
+
 # max: ids are 32-bit in the database; a larger one is a 404, not a crash in the driver.
 @dpo_bp.route("/objections/<int(max=2147483647):objection_id>", methods=["GET", "POST"])
 @role_required(Role.DPO)
@@ -396,40 +407,31 @@ def objection(objection_id: int) -> Response | str | tuple[str, int]:
     """Show an objection (the person's reason and the category) and decide on it."""
     found = get_objection(objection_id)
     form = ObjectionDecisionForm()
-    extend_form = ExtendForm(prefix="extend")
-    if not form.validate_on_submit():
-        events = service.review_objection(found, dpo=_person())
-        page = render_template("dpo/objection.html", item=found, form=form,
-                               extend_form=extend_form, events=events,
-                               titles=_titles(), person=db.get(Person, found.person_id))
-        return (page, 400) if request.method == "POST" else page
-    try:
-        service.decide_objection(found, dpo=_person(), upheld=form.decision.data == "upheld",
-                                 reason=form.reason.data or "")
-    except service.RequestError as exc:
-        return _refuse(exc)
-    flash(_("Decision sent. The employee has been told your reason."), "success")
-    return redirect(url_for(".objection", objection_id=objection_id), code=303)
+    return _decide(
+        form,
+        lambda: service.decide_objection(found, dpo=_person(),
+                                         upheld=form.decision.data == "upheld",
+                                         reason=form.reason.data or ""),
+        _("Decision sent. The employee has been told your reason."),
+        page=lambda: _objection_page(found, form, ExtendForm(prefix="extend"),
+                                     service.review_objection(found, dpo=_person())),
+        back=url_for(".objection", objection_id=objection_id))
 
 
 @dpo_bp.post("/objections/<int(max=2147483647):objection_id>/extend")
 @role_required(Role.DPO)
-def extend_objection(objection_id: int) -> Response | tuple[str, int]:
+def extend_objection(objection_id: int) -> Response | str | tuple[str, int]:
     """Extend the answer to an objection once, with a reason."""
     found = get_objection(objection_id)
     extend_form = ExtendForm(prefix="extend")
-    if not extend_form.validate_on_submit():
-        page = render_template("dpo/objection.html", item=found, form=ObjectionDecisionForm(),
-                               extend_form=extend_form, events=service.timeline(found),
-                               titles=_titles(), person=db.get(Person, found.person_id))
-        return page, 400
-    try:
-        service.extend_deadline(found, dpo=_person(), months=int(extend_form.months.data),
-                                reason=extend_form.reason.data or "")
-    except service.RequestError as exc:
-        return _refuse(exc)
-    flash(_("Deadline extended. The employee has been told why."), "success")
-    return redirect(url_for(".objection", objection_id=objection_id), code=303)
+    return _decide(
+        extend_form,
+        lambda: service.extend_deadline(found, dpo=_person(), months=int(extend_form.months.data),
+                                        reason=extend_form.reason.data or ""),
+        _("Deadline extended. The employee has been told why."),
+        page=lambda: _objection_page(found, ObjectionDecisionForm(), extend_form,
+                                     service.timeline(found)),
+        back=url_for(".objection", objection_id=objection_id))
 
 
 # --- for the templates -----------------------------------------------------------------------
