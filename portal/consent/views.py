@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from flask import (
@@ -139,44 +140,47 @@ def grant(key: str) -> Response:
     return _answer(category, form, event, message)
 
 
-@bp.post("/consent/<key>/withdraw")
-@login_required
-def withdraw(key: str) -> Response:
-    """Withdraw consent for one category."""
+def _say_no(key: str, record: Callable[..., ConsentEvent | None], *,
+            unchanged: Callable[[str], str], changed: Callable[[str], str]) -> Response:
+    """Record a "no" (withdraw, refuse) for the category ``key`` and confirm it.
+
+    The notice the person saw is recorded when it still exists, but a "no" is never refused
+    for an unknown or outdated notice. ``unchanged`` and ``changed`` word the answer, given
+    the category's title.
+    """
     category = _consent_category(key)
     form = ConsentChoiceForm()
     _validated(form)
     seen = find_notice(form.notice_version.data or 0)
-    event = service.withdraw_consent(_person(), category, notice_version=seen,
-                                     method=ConsentMethod.WEB, actor=_person())
+    event = record(_person(), category, notice_version=seen, method=ConsentMethod.WEB,
+                   actor=_person())
     title = _title(key, event.notice_version_id if event else (seen.id if seen else 0))
-    if event is None:
-        message = _("Nothing changed: consent for %(title)s was not given, so nothing is "
-                    "recorded.", title=title)
-    else:
-        message = _("Consent withdrawn for %(title)s. Recording stops now, and the collecting "
-                    "software is told within seconds. Your receipt is in your consent history.",
-                    title=title)
-    return _answer(category, form, event, message)
+    return _answer(category, form, event, unchanged(title) if event is None else changed(title))
+
+
+@bp.post("/consent/<key>/withdraw")
+@login_required
+def withdraw(key: str) -> Response:
+    """Withdraw consent for one category."""
+    return _say_no(
+        key, service.withdraw_consent,
+        unchanged=lambda title: _("Nothing changed: consent for %(title)s was not given, so "
+                                  "nothing is recorded.", title=title),
+        changed=lambda title: _("Consent withdrawn for %(title)s. Recording stops now, and the "
+                                "collecting software is told within seconds. Your receipt is "
+                                "in your consent history.", title=title))
 
 
 @bp.post("/consent/<key>/refuse")
 @login_required
 def refuse(key: str) -> Response:
     """Say no: before ever deciding, or declining after the notice changed materially."""
-    category = _consent_category(key)
-    form = ConsentChoiceForm()
-    _validated(form)
-    seen = find_notice(form.notice_version.data or 0)
-    event = service.refuse_consent(_person(), category, notice_version=seen,
-                                   method=ConsentMethod.WEB, actor=_person())
-    title = _title(key, event.notice_version_id if event else (seen.id if seen else 0))
-    if event is None:
-        message = _("Nothing changed for %(title)s.", title=title)
-    else:
-        message = _("You declined %(title)s. Nothing is recorded, and declining has no "
-                    "consequence for you. You can change your mind at any time.", title=title)
-    return _answer(category, form, event, message)
+    return _say_no(
+        key, service.refuse_consent,
+        unchanged=lambda title: _("Nothing changed for %(title)s.", title=title),
+        changed=lambda title: _("You declined %(title)s. Nothing is recorded, and declining has "
+                                "no consequence for you. You can change your mind at any time.",
+                                title=title))
 
 
 @bp.post("/consent/withdraw-all")
