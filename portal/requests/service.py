@@ -435,31 +435,35 @@ def extend_deadline(request: DeletionRequest | Objection, *, dpo: Person, months
     return request
 
 
+def _record_decision(request: DeletionRequest, state: RequestState, kind: EventKind, *,
+                     dpo: Person, reason: str, audit: Mapping[str, str] | None = None,
+                     told: dict[str, Any] | None = None) -> DeletionRequest:
+    """Record the DPO's decision on a request, audit it and tell the employee.
+
+    ``audit`` adds to the audit entry's detail, ``told`` is the detail of the employee's event.
+    """
+    request.state = state
+    request.decided_at, request.decided_by_id, request.decision_reason = utcnow(), dpo.id, reason
+    db.flush()
+    _audit(request, "requests.decide", AuditAction.CHANGE, dpo, purpose=reason,
+           detail={"decision": str(state), **(audit or {})})
+    _notify(request, _event(request, kind, dpo, reason=reason, detail=told))
+    return request
+
+
 def approve_deletion(request: DeletionRequest, *, dpo: Person,
                      reason: str = "") -> DeletionRequest:
     """Approve the whole request."""
     _decidable(request, dpo, "approved")
-    reason = _clean_reason(reason, required=False)
-    request.state = RequestState.APPROVED
-    request.decided_at, request.decided_by_id, request.decision_reason = utcnow(), dpo.id, reason
-    db.flush()
-    _audit(request, "requests.decide", AuditAction.CHANGE, dpo, purpose=reason,
-           detail={"decision": "approved"})
-    _notify(request, _event(request, EventKind.APPROVED, dpo, reason=reason))
-    return request
+    return _record_decision(request, RequestState.APPROVED, EventKind.APPROVED, dpo=dpo,
+                            reason=_clean_reason(reason, required=False))
 
 
 def refuse_request(request: DeletionRequest, *, dpo: Person, reason: str) -> DeletionRequest:
     """Refuse the request; the reason and the right to complain are told to the employee."""
     _decidable(request, dpo, "refused")
-    reason = _clean_reason(reason, required=True)
-    request.state = RequestState.REFUSED
-    request.decided_at, request.decided_by_id, request.decision_reason = utcnow(), dpo.id, reason
-    db.flush()
-    _audit(request, "requests.decide", AuditAction.CHANGE, dpo, purpose=reason,
-           detail={"decision": "refused"})
-    _notify(request, _event(request, EventKind.REFUSED, dpo, reason=reason))
-    return request
+    return _record_decision(request, RequestState.REFUSED, EventKind.REFUSED, dpo=dpo,
+                            reason=_clean_reason(reason, required=True))
 
 
 def approve_in_part(request: DeletionRequest, *, dpo: Person, kept: Mapping[str, str],
@@ -483,16 +487,12 @@ def approve_in_part(request: DeletionRequest, *, dpo: Person, kept: Mapping[str,
                for key, text in kept.items()}
     for key, text in sorted(reasons.items()):
         db.add(KeptItem(request_id=request.id, category_key=key, reason=text))
-    request.state = RequestState.APPROVED_IN_PART
-    request.decided_at, request.decided_by_id, request.decision_reason = utcnow(), dpo.id, reason
     db.flush()
     db.refresh(request, ["kept_items"])
-    _audit(request, "requests.decide", AuditAction.CHANGE, dpo, purpose=reason,
-           detail={"decision": "approved_in_part", "kept": ",".join(sorted(reasons))})
-    _notify(request, _event(request, EventKind.APPROVED_IN_PART, dpo, reason=reason,
-                            detail={"kept": [{"category": key, "reason": text}
-                                             for key, text in sorted(reasons.items())]}))
-    return request
+    return _record_decision(request, RequestState.APPROVED_IN_PART, EventKind.APPROVED_IN_PART,
+                            dpo=dpo, reason=reason, audit={"kept": ",".join(sorted(reasons))},
+                            told={"kept": [{"category": key, "reason": text}
+                                           for key, text in sorted(reasons.items())]})
 
 
 def second_dpo_required() -> bool:
