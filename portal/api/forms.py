@@ -49,6 +49,13 @@ def _text(body: Mapping[str, Any], name: str, limit: int, path: str,
     return ""
 
 
+def _subject_and_category(body: Mapping[str, Any], path: str,
+                          problems: list[tuple[str, str]]) -> tuple[str, str]:
+    """Check whom and what a collector's call is about: every call names both."""
+    return (_text(body, "subject", MAX_SUBJECT_LENGTH, path, problems),
+            _text(body, "category", MAX_CATEGORY_LENGTH, path, problems))
+
+
 def _moment(body: Mapping[str, Any], name: str, problems: list[tuple[str, str]], *,
             nullable: bool = False) -> dt.datetime | None:
     value = body.get(name)
@@ -96,8 +103,7 @@ def parse_batch(body: object) -> BatchRequest:
     """
     fields = _object(body, BATCH_FIELDS)
     problems: list[tuple[str, str]] = []
-    subject = _text(fields, "subject", MAX_SUBJECT_LENGTH, "$.", problems)
-    category_key = _text(fields, "category", MAX_CATEGORY_LENGTH, "$.", problems)
+    subject, category_key = _subject_and_category(fields, "$.", problems)
     start = _moment(fields, "collected_from", problems)
     end = _moment(fields, "collected_to", problems)
     problems.extend((f"$.{name}", "is required") for name in ("dss_level", "events")
@@ -137,8 +143,7 @@ def parse_acknowledgement(body: object) -> AcknowledgementRequest:
     """
     fields = _object(body, ACKNOWLEDGEMENT_FIELDS)
     problems: list[tuple[str, str]] = []
-    subject = _text(fields, "subject", MAX_SUBJECT_LENGTH, "$.", problems)
-    category_key = _text(fields, "category", MAX_CATEGORY_LENGTH, "$.", problems)
+    subject, category_key = _subject_and_category(fields, "$.", problems)
     cursor = _cursor(fields.get("change_cursor"))
     if "change_cursor" not in fields:
         problems.append(("$.change_cursor", "is required"))
@@ -166,8 +171,7 @@ def parse_consent_query(args: Mapping[str, str]) -> tuple[str, str]:
     :raise ApiError: 400 naming each missing or malformed parameter.
     """
     problems: list[tuple[str, str]] = []
-    subject = _text(args, "subject", MAX_SUBJECT_LENGTH, "", problems)
-    category_key = _text(args, "category", MAX_CATEGORY_LENGTH, "", problems)
+    subject, category_key = _subject_and_category(args, "", problems)
     if problems:
         raise invalid(problems)
     return subject, category_key
