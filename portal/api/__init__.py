@@ -12,19 +12,20 @@ def init_app(app: Flask) -> None:
     ``Cache-Control: no-store`` to every answer; its blueprint is registered here as well so
     that the portal's pages can build its URLs (``url_for("api.openapi_document")``).
     """
-    # Importing the webhooks connects their receiver: stop notices are queued whenever consent
-    # ends collection (portal.signals.collection_stopped).
-    from portal.api import webhooks  # noqa: F401
+    from portal.api import webhooks
     from portal.api.cli import collectors_group, seed_demo_step, webhooks_group
     from portal.api.service import AUTOCOMMIT_ENGINE
     from portal.api.views import bp, collection_stops
     from portal.auth.demo.cli import register_seed_step
     from portal.db import get_engine
+    from portal.signals import collection_stopped
 
     # The same pool as the request's unit of work; its connections lent in autocommit mode.
     app.extensions[AUTOCOMMIT_ENGINE] = get_engine(app).execution_options(
         isolation_level="AUTOCOMMIT")
     app.register_blueprint(bp)
+    # Stop notices are queued whenever consent ends collection, in the same unit of work.
+    collection_stopped.connect(webhooks.tell_collectors_to_stop)
     app.add_template_global(collection_stops)
     app.cli.add_command(collectors_group)
     app.cli.add_command(webhooks_group)

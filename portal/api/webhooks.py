@@ -2,10 +2,11 @@
 
 A withdrawal (or an expiry after a material notice change) writes one ``WebhookDelivery`` per
 collector of that category in the same transaction as the ledger event (consent sends
-``collection_stopped``; this module listens), and so does the deletion of a category by a
-deletion request. Once the request has committed and answered, a background thread tries to
-send them, so a collector hears within seconds; ``portal webhooks deliver --loop`` sends whatever
-is left and retries failures with exponential backoff. The claiming, retrying and sending in
+``collection_stopped``; the API's ``init_app`` connects :func:`tell_collectors_to_stop`), and
+so does the deletion of a category by a deletion request. Once the request has committed and
+answered, a background thread tries to send them, so a collector hears within seconds;
+``portal webhooks deliver --loop`` sends whatever is left and retries failures with exponential
+backoff. The claiming, retrying and sending in
 the background are :mod:`portal.outbox`'s, shared with mail.
 
 Notices follow the Standard Webhooks layout: headers ``webhook-id``, ``webhook-timestamp``
@@ -37,7 +38,6 @@ from portal.auth.models import Person
 from portal.consent.chain import format_time
 from portal.consent.models import ConsentEvent, ConsentState
 from portal.db import db, get_engine, utcnow
-from portal.signals import collection_stopped
 from portal.webhook_urls import WebhookURLRefused, post_checked
 
 log = logging.getLogger(__name__)
@@ -97,8 +97,8 @@ def enqueue_stop_notices(event: ConsentEvent) -> list[WebhookDelivery]:
     return deliveries
 
 
-@collection_stopped.connect
-def _tell_collectors_to_stop(event: ConsentEvent, **_kwargs: Any) -> None:
+def tell_collectors_to_stop(event: ConsentEvent, **_kwargs: Any) -> None:
+    """Queue the stop notices of a consent change (connected to ``collection_stopped``)."""
     enqueue_stop_notices(event)
 
 
