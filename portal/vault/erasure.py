@@ -60,7 +60,8 @@ def destroy_data_keys(person_id: int, category_key: str, *, reference: str | Non
     deletion request being carried out, for the shred journal.
     """
     # So that a restore cannot undo it.
-    journal.note_destroyed_keys(person_id, category_key, reference=reference)
+    journal.note_destroyed_keys(person_id, category_key, live_key_ids(person_id, category_key),
+                                reference=reference)
     result = db.execute(update(DataKey)
                         .where(DataKey.person_id == person_id,
                                DataKey.category_key == category_key,

@@ -48,19 +48,15 @@ def journal_path() -> Path:
     return Path(configured) if configured else Path(current_app.instance_path) / JOURNAL_FILE
 
 
-def note_destroyed_keys(person_id: int, category_key: str, *, reference: str | None) -> None:
-    """Remember the person's live keys of a category, about to be destroyed, for the journal.
+def note_destroyed_keys(person_id: int, category_key: str, key_ids: list[str], *,
+                        reference: str | None) -> None:
+    """Remember the person's keys of a category, about to be destroyed, for the journal.
 
     Call it just before destroying them, in the same unit of work; the lines are written when
     that unit commits and forgotten if it rolls back. ``reference`` names the deletion request
     being carried out, if any, so the line says why.
     """
-    if not has_app_context():
-        return
-    key_ids = list(db.scalars(select(DataKey.id).where(
-        DataKey.person_id == person_id, DataKey.category_key == category_key,
-        DataKey.destroyed_at.is_(None)).order_by(DataKey.id)))
-    if not key_ids:
+    if not has_app_context() or not key_ids:
         return
     destroyed_at = _iso(utcnow())
     entries = [{"key_id": key_id, "person_id": person_id, "category": category_key,
