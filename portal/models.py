@@ -9,6 +9,14 @@ from portal.consent.models import ConsentChainHead, ConsentEvent, ConsentStatus
 from portal.db import Base
 from portal.mail import MailMessage
 from portal.requests.models import DeletionRequest, DeletionStep, KeptItem, RequestEvent
+from portal.training.models import (
+    SnapshotHolding,
+    SnapshotPart,
+    TrainedModel,
+    TrainedModelSnapshot,
+    TrainingClient,
+    TrainingSnapshot,
+)
 from portal.vault.models import CollectedBatch, DataKey
 
 MODELS: tuple[type[Base], ...] = (Person, WebSession, DemoAuthorizationCode, DemoAccessToken,
@@ -17,4 +25,6 @@ MODELS: tuple[type[Base], ...] = (Person, WebSession, DemoAuthorizationCode, Dem
                                   WebhookDelivery, DataKey, CollectedBatch,
                                   CollectionAcknowledgement, AuditChainHead, AuditEntry,
                                   AuditSubject, DeletionRequest, RequestEvent, KeptItem,
-                                  DeletionStep, MailMessage)
+                                  DeletionStep, MailMessage, TrainingClient,
+                                  TrainingSnapshot, SnapshotPart, SnapshotHolding,
+                                  TrainedModel, TrainedModelSnapshot)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import secrets
 from typing import Any
 
 from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, UniqueConstraint
@@ -18,6 +19,11 @@ class Role(enum.StrEnum):
     HR = "hr"
     DPO = "dpo"
     ADMIN = "admin"
+
+
+def new_workplace_pseudonym() -> str:
+    """Return a fresh workplace pseudonym: "p-" and 12 random hex digits."""
+    return "p-" + secrets.token_hex(6)
 
 
 class Person(Base):
@@ -43,6 +49,11 @@ class Person(Base):
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_sign_in_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # How collectors name this person inside other people's records ("p-" and 12 hex
+    # digits, e.g. a conversation's author): random, so it says nothing about the person;
+    # the collector API hands it out with each consent lookup.
+    workplace_pseudonym: Mapped[str] = mapped_column(String(14), unique=True,
+                                                     default=new_workplace_pseudonym)
 
     # Flask-Login's interface. Its id lives in the server-side session (portal.auth.sessions),
     # so deleting that session's row is what makes sign-out final.

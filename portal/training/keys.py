@@ -1,0 +1,98 @@
+"""A snapshot's own key: it encrypts the snapshot's files and keys its pseudonyms.
+
+Made when the snapshot is asked for, stored wrapped by the vault's master key (bound to the
+snapshot's public id), destroyed when the snapshot is retired. Once it is gone, the files
+(wherever a copy of them lies) cannot be opened, and the pseudonyms in any copy already handed
+out cannot be linked back to anyone by the portal either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from portal.training.models import TrainingSnapshot
+from portal.vault import crypto
+from portal.vault.errors import VaultIntegrityError
+from portal.vault.keys import configured_master_key
+
+#: Associated data label of a wrapped snapshot key (see portal.vault.crypto.associated_data).
+SNAPSHOT_KEY_CONTEXT = "portal.training.snapshot-key.v1"
+NONCE_SIZE = 12
+
+
+class SnapshotKey:
+    """The opened key of one snapshot, with the two keys derived from it.
+
+    Two derived keys, not one key for two jobs: the file key encrypts (AES-256-GCM), the
+    pseudonym key is an HMAC key; HKDF keeps them independent.
+    """
+
+    def __init__(self, material: bytes) -> None:
+        self.file_key = _derive(material, b"files")
+        self._pseudonym_key = _derive(material, b"pseudonyms")
+
+    def pseudonym(self, person_id: int) -> str:
+        """Return the person's pseudonym in this snapshot ("s-" and 16 hex digits).
+
+        Keyed per snapshot: the same person has unrelated pseudonyms in two snapshots, so two
+        datasets cannot be joined on people. 64 bits: no two people of a company collide.
+        """
+        digest = hmac.new(self._pseudonym_key, str(person_id).encode("ascii"),
+                          hashlib.sha256).hexdigest()
+        return "s-" + digest[:16]
+
+
+def _derive(material: bytes, label: bytes) -> bytes:
+    return HKDF(algorithm=SHA256(), length=32, salt=None,
+                info=b"portal.training." + label).derive(material)
+
+
+def _aad(public_id: str) -> bytes:
+    return crypto.associated_data(SNAPSHOT_KEY_CONTEXT, public_id)
+
+
+def new_snapshot_key(snapshot: TrainingSnapshot) -> SnapshotKey:
+    """Make a fresh key for ``snapshot`` (its ``public_id`` set), store it wrapped, return it."""
+    master = configured_master_key()
+    material = crypto.new_data_key()
+    nonce = os.urandom(NONCE_SIZE)
+    snapshot.wrapped_key = nonce + AESGCM(master.raw).encrypt(nonce, material,
+                                                              _aad(snapshot.public_id))
+    snapshot.master_key_id = master.key_id
+    return SnapshotKey(material)
+
+
+def open_snapshot_key(snapshot: TrainingSnapshot) -> SnapshotKey:
+    """Return the snapshot's key, unwrapped with the configured master key.
+
+    :raise VaultIntegrityError: the key was destroyed (retired), altered, or another master
+        key wrapped it.
+    """
+    if not snapshot.wrapped_key:
+        raise VaultIntegrityError(f"training snapshot {snapshot.number} was retired: its key "
+                                  "was destroyed")
+    master = configured_master_key()
+    if snapshot.master_key_id != master.key_id:
+        raise VaultIntegrityError(
+            f"training snapshot {snapshot.number}'s key is wrapped by master key "
+            f"{snapshot.master_key_id}, but the configured master key is {master.key_id}")
+    wrapped = snapshot.wrapped_key
+    try:
+        material = AESGCM(master.raw).decrypt(wrapped[:NONCE_SIZE], wrapped[NONCE_SIZE:],
+                                              _aad(snapshot.public_id))
+    except InvalidTag:
+        raise VaultIntegrityError(f"training snapshot {snapshot.number}'s key does not open "
+                                  "with this master key") from None
+    return SnapshotKey(material)
+
+
+def destroy_snapshot_key(snapshot: TrainingSnapshot) -> None:
+    """Crypto-shred the snapshot's key: its files and pseudonyms can never be opened again."""
+    snapshot.wrapped_key = b""
