@@ -35,6 +35,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         navigation,
         requests,
         security,
+        training,
         vault,
     )
     from portal.api.app import create_api_app
@@ -82,6 +83,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     vault.init_app(app)
     api.init_app(app)
     exports.init_app(app)
+    training.init_app(app)
     requests.init_app(app)
     hr.init_app(app)
     core.init_app(app)
