@@ -1,4 +1,4 @@
-"""The ``portal training`` commands: training clients, the snapshot worker, manifests, retirement."""
+"""The ``portal training`` commands: clients, the snapshot worker, manifests, retirement."""
 
 from __future__ import annotations
 
