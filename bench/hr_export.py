@@ -68,7 +68,7 @@ def _people(count: int) -> Iterator[tuple[Any, ...]]:
         yield (number, "https://idp.bench", f"bench-{number:06d}", f"Employee {number}",
                f"employee{number}@bench.invalid", f"Department {number % DEPARTMENTS:02d}",
                ("Berlin", "Munich", "Vienna", "Paris")[number % 4], "[]", True,
-               START - dt.timedelta(days=30))
+               START - dt.timedelta(days=30), f"p-{number:012x}")
 
 
 def _history(person: int, position: int) -> list[str]:
@@ -99,7 +99,7 @@ def load(database_url: str, count: int) -> dict[str, int]:
     events = statuses = 0
     with psycopg.connect(libpq) as connection, connection.cursor() as cursor:
         with cursor.copy("COPY person (id, issuer, subject, name, email, department, location, "
-                         "roles, active, created_at) FROM STDIN") as copy:
+                         "roles, active, created_at, workplace_pseudonym) FROM STDIN") as copy:
             for row in _people(count):
                 copy.write_row(row)
         cursor.execute("SELECT setval('person_id_seq', %s)", (count,))
