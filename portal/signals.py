@@ -31,3 +31,10 @@ notice_published = _portal.signal("notice-published")
 #: unit of work that appends the ledger event. Sender: that ``ConsentEvent``; no keyword
 #: arguments. portal.api.webhooks queues a stop notice to the category's collectors.
 collection_stopped = _portal.signal("collection-stopped")
+
+#: Sent by ``portal.vault.keys.rotate_master_key`` once it has re-wrapped the vault's data keys,
+#: in the same unit of work (with their row locks held). Sender: ``None``. Keyword arguments:
+#: ``current`` and ``new``, the two ``MasterKey`` objects. A receiver re-wraps the keys it keeps
+#: under the master key (portal.training: each snapshot's key) and returns a mapping of what it
+#: re-wrapped to how many, which the rotation reports.
+master_key_rotating = _portal.signal("master-key-rotating")

@@ -16,10 +16,12 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlalchemy import func, select
 
+from portal.db import db
 from portal.training.models import TrainingSnapshot
 from portal.vault import crypto
-from portal.vault.errors import VaultIntegrityError
+from portal.vault.errors import VaultError, VaultIntegrityError
 from portal.vault.keys import configured_master_key
 
 #: Associated data label of a wrapped snapshot key (see portal.vault.crypto.associated_data).
@@ -60,13 +62,26 @@ def _aad(public_id: str) -> bytes:
 
 def new_snapshot_key(snapshot: TrainingSnapshot) -> SnapshotKey:
     """Make a fresh key for ``snapshot`` (its ``public_id`` set), store it wrapped, return it."""
-    master = configured_master_key()
     material = crypto.new_data_key()
+    _wrap(configured_master_key(), material, snapshot)
+    return SnapshotKey(material)
+
+
+def _wrap(master: crypto.MasterKey, material: bytes, snapshot: TrainingSnapshot) -> None:
     nonce = os.urandom(NONCE_SIZE)
     snapshot.wrapped_key = nonce + AESGCM(master.raw).encrypt(nonce, material,
                                                               _aad(snapshot.public_id))
     snapshot.master_key_id = master.key_id
-    return SnapshotKey(material)
+
+
+def _unwrap(master: crypto.MasterKey, snapshot: TrainingSnapshot) -> bytes:
+    wrapped = snapshot.wrapped_key
+    try:
+        return AESGCM(master.raw).decrypt(wrapped[:NONCE_SIZE], wrapped[NONCE_SIZE:],
+                                          _aad(snapshot.public_id))
+    except InvalidTag:
+        raise VaultIntegrityError(f"training snapshot {snapshot.number}'s key does not open "
+                                  "with this master key") from None
 
 
 def open_snapshot_key(snapshot: TrainingSnapshot) -> SnapshotKey:
@@ -83,14 +98,34 @@ def open_snapshot_key(snapshot: TrainingSnapshot) -> SnapshotKey:
         raise VaultIntegrityError(
             f"training snapshot {snapshot.number}'s key is wrapped by master key "
             f"{snapshot.master_key_id}, but the configured master key is {master.key_id}")
-    wrapped = snapshot.wrapped_key
-    try:
-        material = AESGCM(master.raw).decrypt(wrapped[:NONCE_SIZE], wrapped[NONCE_SIZE:],
-                                              _aad(snapshot.public_id))
-    except InvalidTag:
-        raise VaultIntegrityError(f"training snapshot {snapshot.number}'s key does not open "
-                                  "with this master key") from None
-    return SnapshotKey(material)
+    return SnapshotKey(_unwrap(master, snapshot))
+
+
+def rewrap_snapshot_keys(_sender: object, *, current: crypto.MasterKey,
+                         new: crypto.MasterKey) -> dict[str, int]:
+    """Re-wrap every live snapshot key from ``current`` to ``new`` (a master-key rotation).
+
+    Connected to ``portal.signals.master_key_rotating``; runs in the rotation's unit of work,
+    so the vault's keys and the snapshots' keys move to the new master key together.
+
+    :raise VaultError: a snapshot key is wrapped by a third master key (nothing is changed:
+        the rotation's transaction is rolled back).
+    """
+    live = db.scalars(select(TrainingSnapshot).where(func.length(TrainingSnapshot.wrapped_key) > 0)
+                      .order_by(TrainingSnapshot.id).with_for_update())
+    rewrapped = 0
+    for snapshot in live:
+        if snapshot.master_key_id == new.key_id:
+            continue
+        if snapshot.master_key_id != current.key_id:
+            raise VaultError(f"training snapshot {snapshot.number}'s key is wrapped by master key "
+                             f"{snapshot.master_key_id}, neither the configured one nor the new "
+                             "one; nothing was changed")
+        material = _unwrap(current, snapshot)
+        _wrap(new, material, snapshot)
+        rewrapped += 1
+    db.flush()
+    return {"training snapshot keys": rewrapped}
 
 
 def destroy_snapshot_key(snapshot: TrainingSnapshot) -> None:

@@ -53,6 +53,8 @@ def rotate_master_key(new_key_file: TextIO) -> None:
                f"{report.old_key_id} to {report.new_key_id}; {report.already_new} {already} "
                f"already under the new key; {report.destroyed} destroyed {destroyed} nothing "
                "left to wrap. No ciphertext was touched.")
+    for kind, count in sorted(report.others.items()):
+        click.echo(f"Also re-wrapped, {kind}: {count}.")
     click.echo("Now set PORTAL_MASTER_KEY to the new key and restart every portal process. "
                "Destroy the old key only when no backup you may restore still needs it: a "
                "backup made before this rotation opens only with the old key.")

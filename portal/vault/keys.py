@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from flask import current_app
@@ -18,6 +18,7 @@ from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from portal.db import db, utcnow
+from portal.signals import master_key_rotating
 from portal.vault import crypto
 from portal.vault.errors import VaultError, VaultIntegrityError
 from portal.vault.models import DataKey
@@ -125,10 +126,16 @@ class RotationReport:
     rewrapped: int
     already_new: int
     destroyed: int
+    #: Other keys wrapped by the master key, re-wrapped by the packages that keep them
+    #: (``portal.signals.master_key_rotating``): what they are, and how many.
+    others: dict[str, int] = field(default_factory=dict)
 
 
 def rotate_master_key(new: crypto.MasterKey) -> RotationReport:
     """Re-wrap every live data key from the configured master key to ``new``.
+
+    The other keys wrapped by the master key (each training snapshot's) are re-wrapped in the
+    same unit of work by the packages that keep them (``master_key_rotating``).
 
     Touches no ciphertext. Keys already wrapped by ``new`` are left alone, so the command can
     run again after an interruption. Refuses, changing nothing, when a live key is wrapped by
@@ -170,6 +177,10 @@ def rotate_master_key(new: crypto.MasterKey) -> RotationReport:
             key.master_key_id = new.key_id
             rewrapped += 1
         db.flush()
+    others: dict[str, int] = {}
+    for _receiver, result in master_key_rotating.send(None, current=current, new=new):
+        for kind, count in (result or {}).items():
+            others[kind] = others.get(kind, 0) + count
     return RotationReport(old_key_id=current.key_id, new_key_id=new.key_id,
                           rewrapped=rewrapped, already_new=counts.get(new.key_id, 0),
-                          destroyed=destroyed)
+                          destroyed=destroyed, others=others)
