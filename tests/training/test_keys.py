@@ -1,4 +1,4 @@
-"""A snapshot's key: wrapped by the master key, moved by a master-key rotation, destroyed for good."""
+"""A snapshot's key: wrapped by the master key, moved by a rotation, destroyed for good."""
 
 from __future__ import annotations
 
