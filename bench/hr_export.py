@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +78,14 @@ def _history(person: int, position: int) -> list[str]:
             ["ConsentGiven", "ConsentWithdrawn", "ConsentGiven"]][(person + position) % 4]
 
 
-def load(database_url: str, count: int) -> dict[str, int]:
-    """Migrate, publish the catalog and bulk-load ``count`` people with their consent."""
+def load(database_url: str, count: int,
+         history: Callable[[int, int], list[str]] | None = None) -> dict[str, int]:
+    """Migrate, publish the catalog and bulk-load ``count`` people with their consent.
+
+    ``history(person, category position)`` gives each person's states per category, oldest
+    first (by default four shapes spread evenly: given, withdrawn, declined, given again).
+    """
+    history = history or _history
     import psycopg
 
     from portal.catalog.document import SHIPPED_CATALOG, read_catalog_file
@@ -110,7 +116,7 @@ def load(database_url: str, count: int) -> dict[str, int]:
             for person in range(1, count + 1):
                 for position, key in enumerate(keys):
                     when = START + dt.timedelta(seconds=person * 7 + position)
-                    for step, state in enumerate(_history(person, position)):
+                    for step, state in enumerate(history(person, position)):
                         events += 1
                         at = when + dt.timedelta(days=40 * step)
                         # The chain is not what is measured; unique stand-in hashes suffice.
