@@ -23,6 +23,7 @@ from typing import Any
 
 from flask import Flask, current_app
 from joserfc.jwk import KeySet
+from sqlalchemy import select
 
 from portal.catalog.models import NoticeVersion
 from portal.consent import receipts
@@ -31,7 +32,12 @@ from portal.hashchain import format_time
 from portal.training import croissant
 from portal.training.files import EncryptedWriter, file_aad, snapshot_file
 from portal.training.keys import SnapshotKey
-from portal.training.models import ExclusionReason, PartState, TrainingSnapshot
+from portal.training.models import (
+    ExclusionReason,
+    PartState,
+    SnapshotPart,
+    TrainingSnapshot,
+)
 
 MANIFEST_TYPE = "training-manifest"
 MANIFEST_VERSION = 1
@@ -49,8 +55,15 @@ class ManifestFile:
     sha256: str
 
 
+def _parts(snapshot: TrainingSnapshot) -> list[SnapshotPart]:
+    # Queried, not snapshot.parts: a worker adds and finishes parts by id, in this session or
+    # another, and a relationship loaded earlier would not show them.
+    return list(db.scalars(select(SnapshotPart).where(SnapshotPart.snapshot_id == snapshot.id)
+                           .order_by(SnapshotPart.number)))
+
+
 def _data_files(snapshot: TrainingSnapshot) -> list[ManifestFile]:
-    return [ManifestFile(part.path, part.size, part.sha256) for part in snapshot.parts
+    return [ManifestFile(part.path, part.size, part.sha256) for part in _parts(snapshot)
             if part.state is PartState.DONE and part.path]
 
 
@@ -77,7 +90,7 @@ def manifest_files(snapshot: TrainingSnapshot) -> list[ManifestFile]:
 def _write_croissant(snapshot: TrainingSnapshot, key: SnapshotKey,
                      files: list[ManifestFile], *, issued_at: dt.datetime) -> ManifestFile:
     rows: dict[str, int] = defaultdict(int)
-    for part in snapshot.parts:
+    for part in _parts(snapshot):
         rows[part.category_key] += part.rows
     document = croissant.build_croissant(snapshot, files, rows=rows, issued_at=issued_at)
     encoded = (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode()
@@ -94,7 +107,7 @@ def build_manifest(snapshot: TrainingSnapshot, files: list[ManifestFile], *,
     notice = db.get(NoticeVersion, snapshot.notice_version_id)
     totals = snapshot.totals or {}
     rows: dict[str, int] = {key: 0 for key in snapshot.categories}
-    for part in snapshot.parts:
+    for part in _parts(snapshot):
         rows[part.category_key] = rows.get(part.category_key, 0) + part.rows
     return {
         "type": MANIFEST_TYPE,
@@ -135,7 +148,7 @@ def seal_snapshot(snapshot: TrainingSnapshot, key: SnapshotKey) -> str:
 
     :raise ValueError: a part is not done yet.
     """
-    unfinished = [part.number for part in snapshot.parts if part.state is not PartState.DONE]
+    unfinished = [part.number for part in _parts(snapshot) if part.state is not PartState.DONE]
     if unfinished:
         raise ValueError(f"snapshot {snapshot.number} has parts not done: {unfinished}")
     issued_at = utcnow()

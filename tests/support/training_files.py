@@ -80,7 +80,6 @@ def write_part(snapshot: TrainingSnapshot, key: SnapshotKey, *, number: int, cat
                         sha256=writer.sha256, finished_at=utcnow())
     db.add(part)
     db.flush()
-    db.refresh(snapshot)
     return part
 
 

@@ -158,7 +158,6 @@ def test_a_snapshot_with_parts_not_done_is_not_sealed(app: Flask, catalog: int) 
         db.add(SnapshotPart(snapshot_id=snapshot.id, number=4, category_key="keystrokes",
                             first_person_id=9, last_person_id=9, state=PartState.LEASED))
         db.flush()
-        db.refresh(snapshot)
         with pytest.raises(ValueError, match=r"parts not done: \[4\]"):
             seal_snapshot(snapshot, key)
         assert snapshot.manifest_jws is None
