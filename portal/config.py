@@ -94,6 +94,9 @@ class Settings(BaseModel):
     # that a database restore does not roll back), so that `portal vault replay-shreds`
     # can destroy again the keys that a restored backup brings back. Empty: no journal.
     SHRED_JOURNAL: str = ""
+    # Where training snapshots' files are kept (encrypted, one folder per snapshot): an absolute
+    # path, shared by every worker and web process. Empty: "training" in the instance folder.
+    TRAINING_STORAGE_DIR: str = ""
 
     # Where rate-limit counters live: memory:// (per process) or redis://host:6379/0 (shared).
     RATELIMIT_STORAGE_URL: str = "memory://"
@@ -170,6 +173,16 @@ class Settings(BaseModel):
     def _is_a_file(cls, value: str) -> str:
         if value and not Path(value).is_file():
             raise ValueError(f"no such file: {value}")
+        return value
+
+    @field_validator("TRAINING_STORAGE_DIR")
+    @classmethod
+    def _is_an_absolute_folder(cls, value: str) -> str:
+        # Relative to what? Each process has its own working directory.
+        if value and not Path(value).is_absolute():
+            raise ValueError("must be an absolute path")
+        if value and Path(value).exists() and not Path(value).is_dir():
+            raise ValueError(f"is not a folder: {value}")
         return value
 
     @field_validator("OIDC_ISSUER", "BASE_URL")

@@ -14,9 +14,11 @@ from flask import Flask
 def init_app(app: Flask) -> None:
     """Add the ``portal training`` commands, the training API, pages and receivers."""
     from portal.signals import master_key_rotating
+    from portal.training import manifest
     from portal.training.cli import training_group
     from portal.training.keys import rewrap_snapshot_keys
 
     app.cli.add_command(training_group)
     # A master-key rotation re-wraps the snapshots' keys with the vault's, in one transaction.
     master_key_rotating.connect(rewrap_snapshot_keys)
+    manifest.register_checks(app)
