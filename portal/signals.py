@@ -31,3 +31,16 @@ notice_published = _portal.signal("notice-published")
 #: unit of work that appends the ledger event. Sender: that ``ConsentEvent``; no keyword
 #: arguments. portal.api.webhooks queues a stop notice to the category's collectors.
 collection_stopped = _portal.signal("collection-stopped")
+
+#: Sent by ``portal.catalog.objections.file_objection`` once the objection is saved (flushed),
+#: in the same unit of work. Sender: the new ``Objection``; no keyword arguments.
+#: portal.training marks the snapshots holding that person's records of the category outdated.
+objection_filed = _portal.signal("objection-filed")
+
+#: Sent by ``portal.vault.erasure`` when a person's collected records are erased: their batches
+#: deleted (a deletion request, the retention purge) or their data key destroyed. Sender: the
+#: string ``"portal.vault"``. Keyword arguments: ``person_ids``, a tuple of person ids;
+#: ``category_key``, the category erased (``None``: every category); ``since``/``until``, the
+#: period of collection erased (``None``: open on that side). portal.training marks the
+#: snapshots holding those records outdated.
+records_erased = _portal.signal("records-erased")
