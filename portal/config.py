@@ -137,6 +137,10 @@ class Settings(BaseModel):
     # HR's aggregates hide any group smaller than this, so nobody's choice can be inferred.
     HR_MIN_GROUP_SIZE: int = Field(default=5, ge=2, le=1000)
 
+    # Training snapshots older than this many days are retired (key destroyed, files removed,
+    # certificate issued) by `portal training retire-expired`, run daily. 0: never.
+    TRAINING_SNAPSHOT_MAX_AGE_DAYS: int = Field(default=90, ge=0, le=3650)
+
     @field_validator("SECRET_KEY")
     @classmethod
     def _secret_key_is_long(cls, value: str) -> str:

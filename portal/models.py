@@ -10,6 +10,7 @@ from portal.db import Base
 from portal.mail import MailMessage
 from portal.requests.models import DeletionRequest, DeletionStep, KeptItem, RequestEvent
 from portal.training.models import (
+    SnapshotEvent,
     SnapshotHolding,
     SnapshotPart,
     TrainedModel,
@@ -27,4 +28,4 @@ MODELS: tuple[type[Base], ...] = (Person, WebSession, DemoAuthorizationCode, Dem
                                   AuditSubject, DeletionRequest, RequestEvent, KeptItem,
                                   DeletionStep, MailMessage, TrainingClient,
                                   TrainingSnapshot, SnapshotPart, SnapshotHolding,
-                                  TrainedModel, TrainedModelSnapshot)
+                                  TrainedModel, TrainedModelSnapshot, SnapshotEvent)

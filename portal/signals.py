@@ -38,3 +38,15 @@ collection_stopped = _portal.signal("collection-stopped")
 #: under the master key (portal.training: each snapshot's key) and returns a mapping of what it
 #: re-wrapped to how many, which the rotation reports.
 master_key_rotating = _portal.signal("master-key-rotating")
+#: Sent by ``portal.catalog.objections.file_objection`` once the objection is saved (flushed),
+#: in the same unit of work. Sender: the new ``Objection``; no keyword arguments.
+#: portal.training marks the snapshots holding that person's records of the category outdated.
+objection_filed = _portal.signal("objection-filed")
+
+#: Sent by ``portal.vault.erasure`` when a person's collected records are erased: their batches
+#: deleted (a deletion request, the retention purge) or their data key destroyed. Sender: the
+#: string ``"portal.vault"``. Keyword arguments: ``person_ids``, a tuple of person ids;
+#: ``category_key``, the category erased (``None``: every category); ``since``/``until``, the
+#: period of collection erased (``None``: open on that side). portal.training marks the
+#: snapshots holding those records outdated.
+records_erased = _portal.signal("records-erased")

@@ -97,7 +97,7 @@ def upgrade() -> None:
     sa.Column('included', sa.Integer(), nullable=False),
     sa.Column('excluded', sa.JSON(), nullable=False),
     sa.Column('outdated_at', portal.db.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('outdated_reason', sa.Enum('withdrawn', 'objected', 'erased', name='outdatedreason', native_enum=False, create_constraint=True, length=16), nullable=True),
+    sa.Column('outdated_reason', sa.Enum('withdrawn', 'expired', 'objected', 'erased', name='outdatedreason', native_enum=False, create_constraint=True, length=16), nullable=True),
     sa.ForeignKeyConstraint(['person_id'], ['person.id'], name=op.f('fk_training_snapshot_holding_person_id_person')),
     sa.ForeignKeyConstraint(['snapshot_id'], ['training_snapshot.id'], name=op.f('fk_training_snapshot_holding_snapshot_id_training_snapshot')),
     sa.PrimaryKeyConstraint('snapshot_id', 'person_id', 'category_key', name=op.f('pk_training_snapshot_holding'))
@@ -130,6 +130,26 @@ def upgrade() -> None:
     with op.batch_alter_table('training_snapshot_part', schema=None) as batch_op:
         batch_op.create_index('ix_training_snapshot_part_state_lease_expires_at', ['state', 'lease_expires_at'], unique=False)
 
+    op.create_table('training_snapshot_event',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('snapshot_id', sa.Integer(), nullable=False),
+    sa.Column('kind', sa.Enum('outdated', 'retired', name='snapshoteventkind', native_enum=False, create_constraint=True, length=16), nullable=False),
+    sa.Column('reasons', sa.JSON(), nullable=False),
+    sa.Column('occurred_at', portal.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['snapshot_id'], ['training_snapshot.id'], name=op.f('fk_training_snapshot_event_snapshot_id_training_snapshot')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_training_snapshot_event'))
+    )
+    with op.batch_alter_table('training_snapshot_event', schema=None) as batch_op:
+        batch_op.create_index('ix_training_snapshot_event_snapshot_id', ['snapshot_id'], unique=False)
+
+    # Webhook notices go to training clients too (training.snapshot.outdated): one outbox.
+    with op.batch_alter_table('webhook_delivery', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('training_client_id', sa.Integer(), nullable=True))
+        batch_op.alter_column('collector_id', existing_type=sa.INTEGER(), nullable=True)
+        batch_op.create_foreign_key(batch_op.f('fk_webhook_delivery_training_client_id_training_client'), 'training_client', ['training_client_id'], ['id'])
+        batch_op.create_index('ix_webhook_delivery_training_client_id', ['training_client_id'], unique=False)
+        batch_op.create_check_constraint('one_recipient', "(collector_id IS NULL AND training_client_id IS NOT NULL) OR (collector_id IS NOT NULL AND training_client_id IS NULL)")
+
     # Everyone already signed in gets a random pseudonym before the column becomes required.
     with op.batch_alter_table('person', schema=None) as batch_op:
         batch_op.add_column(sa.Column('workplace_pseudonym', sa.String(length=14), nullable=True))
@@ -151,6 +171,18 @@ def downgrade() -> None:
         batch_op.drop_constraint(batch_op.f('uq_person_workplace_pseudonym'), type_='unique')
         batch_op.drop_column('workplace_pseudonym')
 
+    op.execute("DELETE FROM webhook_delivery WHERE collector_id IS NULL")
+    with op.batch_alter_table('webhook_delivery', schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f('ck_webhook_delivery_one_recipient'), type_='check')
+        batch_op.drop_index('ix_webhook_delivery_training_client_id')
+        batch_op.drop_constraint(batch_op.f('fk_webhook_delivery_training_client_id_training_client'), type_='foreignkey')
+        batch_op.drop_column('training_client_id')
+        batch_op.alter_column('collector_id', existing_type=sa.INTEGER(), nullable=False)
+
+    with op.batch_alter_table('training_snapshot_event', schema=None) as batch_op:
+        batch_op.drop_index('ix_training_snapshot_event_snapshot_id')
+
+    op.drop_table('training_snapshot_event')
     with op.batch_alter_table('training_snapshot_part', schema=None) as batch_op:
         batch_op.drop_index('ix_training_snapshot_part_state_lease_expires_at')
 

@@ -99,23 +99,31 @@ class DeliveryState(enum.StrEnum):
 
 
 class WebhookDelivery(Base):
-    """A signed notice owed to a collector, written with the event it announces (an outbox).
+    """A signed notice owed to a collector or a training client, written with its event (outbox).
 
     Because the row commits or rolls back with the withdrawal itself, a notice is never lost
     nor sent for a change that did not happen; workers claim rows with a lease, so two
-    processes never send the same notice at once.
+    processes never send the same notice at once. Exactly one recipient: a collector, or a
+    training client (``portal.training`` queues those, and tells the sender where they go
+    through :func:`portal.api.webhooks.register_recipients`).
     """
 
     __tablename__ = "webhook_delivery"
     __table_args__ = (
         CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        CheckConstraint("(collector_id IS NULL AND training_client_id IS NOT NULL) OR "
+                        "(collector_id IS NOT NULL AND training_client_id IS NULL)",
+                        name="one_recipient"),
         Index("ix_webhook_delivery_state_next_attempt_at", "state", "next_attempt_at"),
         Index("ix_webhook_delivery_collector_id", "collector_id"),
+        Index("ix_webhook_delivery_training_client_id", "training_client_id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True,
                                     default=lambda: str(uuid.uuid4()))
-    collector_id: Mapped[int] = mapped_column(ForeignKey("collector.id"))
+    collector_id: Mapped[int | None] = mapped_column(ForeignKey("collector.id"))
+    # Named by its table only: the training package sits above this one (docs/architecture.md).
+    training_client_id: Mapped[int | None] = mapped_column(ForeignKey("training_client.id"))
     # The consent event announced; empty for a deletion notice (kind "data.delete").
     event_id: Mapped[int | None] = mapped_column(ForeignKey("consent_event.id"))
     kind: Mapped[str] = mapped_column(String(32))

@@ -9,6 +9,10 @@ answered, a background thread tries to send them, so a collector hears within se
 backoff. The claiming, retrying and sending in
 the background are :mod:`portal.outbox`'s, shared with mail.
 
+The same outbox carries the notices of :mod:`portal.training` to training clients
+(``training.snapshot.outdated``): that package sits above this one, so it tells the sender
+where its notices go through :func:`register_recipients` instead of being imported here.
+
 Notices follow the Standard Webhooks layout: headers ``webhook-id``, ``webhook-timestamp``
 and ``webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">``, keyed with
 the collector's ``whsec_`` secret.
@@ -23,6 +27,7 @@ import hmac
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,6 +147,47 @@ def enqueue_deletion_notices(person: Person, category_key: str, *, reference: st
     return deliveries
 
 
+@dataclass(frozen=True)
+class Recipient:
+    """Where a notice goes: who (for logs and the privacy admin), the URL, the sealed secret."""
+
+    name: str
+    webhook_url: str
+    webhook_secret_sealed: str
+    active: bool
+
+
+#: Finds the recipient of a notice that is not addressed to a collector (``None``: not one of
+#: the finder's notices, or its recipient is gone).
+RecipientFinder = Callable[[Session, WebhookDelivery], Recipient | None]
+_FINDERS = "portal.webhook_recipients"
+
+
+def register_recipients(app: Flask, finder: RecipientFinder) -> None:
+    """Have the sender deliver notices addressed to others than collectors (training clients).
+
+    For the packages above this one that queue notices in this outbox, in their ``init_app``.
+    """
+    finders: list[RecipientFinder] = app.extensions.setdefault(_FINDERS, [])
+    if finder not in finders:
+        finders.append(finder)
+
+
+def find_recipient(app: Flask, session: Session, delivery: WebhookDelivery) -> Recipient | None:
+    """Return where ``delivery`` goes, or ``None`` when its recipient no longer exists."""
+    if delivery.collector_id is not None:
+        collector = session.get(Collector, delivery.collector_id)
+        if collector is None:
+            return None
+        return Recipient(f"collector {collector.name}", collector.webhook_url,
+                         collector.webhook_secret_sealed, collector.active)
+    for finder in app.extensions.get(_FINDERS, ()):
+        found = finder(session, delivery)
+        if found is not None:
+            return found
+    return None
+
+
 def signing_key(secret: str) -> bytes:
     """Return the HMAC key of a ``whsec_`` secret (its base64-decoded bytes)."""
     return base64.b64decode(secret.removeprefix("whsec_"))
@@ -168,7 +214,7 @@ class DeliveryRun:
         return self.delivered + self.retrying + self.failed
 
 
-def _send(delivery: WebhookDelivery, collector: Collector,
+def _send(delivery: WebhookDelivery, recipient: Recipient,
           now: dt.datetime) -> tuple[int | None, str]:
     """Post one signed notice; return the HTTP status (if any) and an error ("" on success)."""
     timestamp = int(now.timestamp())
@@ -177,12 +223,12 @@ def _send(delivery: WebhookDelivery, collector: Collector,
         "User-Agent": "consent-portal-webhooks/1",
         "webhook-id": delivery.id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign(open_secret(collector.webhook_secret_sealed), delivery.id,
+        "webhook-signature": sign(open_secret(recipient.webhook_secret_sealed), delivery.id,
                                   timestamp, delivery.body),
     }
     try:
         # Checked again now, and the address connected to as well: DNS may have changed.
-        response = post_checked(collector.webhook_url, data=delivery.body.encode(),
+        response = post_checked(recipient.webhook_url, data=delivery.body.encode(),
                                 headers=headers, timeout=TIMEOUT_SECONDS, allow_redirects=False)
     except WebhookURLRefused as exc:
         return None, f"not sent: the webhook URL {exc}"
@@ -203,13 +249,13 @@ def deliver_due(app: Flask | None = None, *, now: dt.datetime | None = None) -> 
                                         now=moment, retries=RETRIES):
             delivery = session.get(WebhookDelivery, delivery_id)
             assert delivery is not None
-            collector = session.get(Collector, delivery.collector_id)
+            recipient = find_recipient(app, session, delivery)
             attempt_at = now or utcnow()
-            if collector is None or not collector.active or not collector.webhook_url:
-                status, error = None, "collector revoked"
+            if recipient is None or not recipient.active or not recipient.webhook_url:
+                status, error = None, "recipient revoked"
                 delivery.attempts = MAX_ATTEMPTS - 1
             else:
-                status, error = _send(delivery, collector, attempt_at)
+                status, error = _send(delivery, recipient, attempt_at)
             delivery.last_attempt_at = attempt_at
             delivery.last_status = status
             outcome = outbox.settle(delivery, error, at=attempt_at, retries=RETRIES,
@@ -219,15 +265,23 @@ def deliver_due(app: Flask | None = None, *, now: dt.datetime | None = None) -> 
                 run.delivered += 1
             elif outcome is outbox.Outcome.FAILED:
                 run.failed += 1
-                log.error("webhook notice %s to collector %s failed for good: %s",
-                          delivery.id, delivery.collector_id, error)
+                log.error("webhook notice %s to %s failed for good: %s", delivery.id,
+                          _recipient_name(recipient, delivery), error)
             else:
                 run.retrying += 1
-                log.warning("webhook notice %s to collector %s failed (%s); retry at %s",
-                            delivery.id, delivery.collector_id, error,
+                log.warning("webhook notice %s to %s failed (%s); retry at %s", delivery.id,
+                            _recipient_name(recipient, delivery), error,
                             delivery.next_attempt_at.isoformat())
             session.commit()
     return run
+
+
+def _recipient_name(recipient: Recipient | None, delivery: WebhookDelivery) -> str:
+    if recipient is not None:
+        return recipient.name
+    if delivery.collector_id is not None:
+        return f"collector {delivery.collector_id}"
+    return f"training client {delivery.training_client_id}"
 
 
 @dataclass(frozen=True)
@@ -254,11 +308,18 @@ def delivery_overview(limit: int = 100) -> tuple[dict[str, int], list[DeliveryLi
         counts[str(state)] = number
     rows = db.execute(
         select(WebhookDelivery, Collector.name)
-        .join(Collector, Collector.id == WebhookDelivery.collector_id)
+        .outerjoin(Collector, Collector.id == WebhookDelivery.collector_id)
         .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id).limit(limit))
-    lines = [DeliveryLine(
-        delivery.id, name, delivery.kind, delivery.state, delivery.attempts, delivery.created_at,
-        delivery.last_attempt_at, delivery.last_status, delivery.last_error,
-        delivery.next_attempt_at if delivery.state is DeliveryState.PENDING else None)
-        for delivery, name in rows]
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    lines = []
+    for delivery, name in rows:
+        if name is None:
+            # A training client's notice: its name from the package that queued it.
+            recipient = find_recipient(app, db, delivery)
+            name = recipient.name if recipient is not None else _recipient_name(None, delivery)
+        lines.append(DeliveryLine(
+            delivery.id, name, delivery.kind, delivery.state, delivery.attempts,
+            delivery.created_at, delivery.last_attempt_at, delivery.last_status,
+            delivery.last_error,
+            delivery.next_attempt_at if delivery.state is DeliveryState.PENDING else None))
     return counts, lines

@@ -24,6 +24,7 @@ WHAT: dict[str, LazyString] = {
     "requests.execute": _l("Carried out the deletion you requested"),
     "requests.certificate": _l("Issued a certificate of deletion"),
     "vault.purge_expired": _l("Removed data past its retention period"),
+    "training.retire": _l("Destroyed a training dataset that held some of your records"),
 }
 
 ROLES: dict[AuditRole, LazyString] = {

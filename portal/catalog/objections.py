@@ -10,6 +10,7 @@ from sqlalchemy import select
 from portal.auth.models import Person
 from portal.catalog.models import CategoryNotice, LegalBasis, Objection, ObjectionState
 from portal.db import db, utcnow
+from portal.signals import objection_filed
 
 #: An objection's reason is read by a person, not parsed: enough for a page of reasons.
 REASON_MAX_LENGTH = 2000
@@ -45,6 +46,8 @@ def file_objection(person: Person, section: CategoryNotice, reason: str) -> Obje
                           due_at=one_month_after(filed_at))
     db.add(objection)
     db.flush()
+    # While it is open, training may not use the category (a snapshot holding it is outdated).
+    objection_filed.send(objection)
     return objection
 
 

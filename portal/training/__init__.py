@@ -14,7 +14,7 @@ from flask import Flask
 def init_app(app: Flask) -> None:
     """Add the ``portal training`` commands, the training API, pages and receivers."""
     from portal.signals import master_key_rotating
-    from portal.training import manifest
+    from portal.training import lineage, manifest
     from portal.training.cli import training_group
     from portal.training.keys import rewrap_snapshot_keys
 
@@ -22,3 +22,4 @@ def init_app(app: Flask) -> None:
     # A master-key rotation re-wraps the snapshots' keys with the vault's, in one transaction.
     master_key_rotating.connect(rewrap_snapshot_keys)
     manifest.register_checks(app)
+    lineage.connect_receivers(app)

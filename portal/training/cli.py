@@ -79,3 +79,62 @@ def verify_command(manifest_file: Path, folder: Path | None, key_file: Path | No
 
 
 # --- retiring snapshots (portal.training.lineage) ---------------------------------------------
+
+@training_group.command("retire")
+@click.argument("snapshot")
+@click.option("--by", "by", default="", help="Who retires it, for the certificate and the "
+              "access log (default: the command).")
+@with_appcontext
+def retire(snapshot: str, by: str) -> None:
+    """Retire SNAPSHOT (its number or public id): destroy its key and files, print the certificate.
+
+    Every copy of its files becomes unreadable; each person it held sees the retirement in
+    their access log; its client is told.
+    """
+    from portal.audit.models import AuditRole
+    from portal.db import commit
+    from portal.training.lineage import RetirementRefused, find_snapshot, retire_snapshot
+
+    found = find_snapshot(snapshot)
+    if found is None:
+        click.echo(f"No training dataset {snapshot!r} (give its number or its public id); "
+                   "nothing was changed.", err=True)
+        sys.exit(2)
+    try:
+        certificate = retire_snapshot(found, by=by.strip() or "portal training retire",
+                                      role=AuditRole.OPERATOR)
+    except RetirementRefused as exc:
+        click.echo(exc.message, err=True)
+        sys.exit(1)
+    commit()
+    click.echo(f"Retired training dataset {found.number} ({found.public_id}): its key was "
+               "destroyed and its files removed. Certificate of retirement (check it with "
+               "`portal receipts verify`):", err=True)
+    click.echo(certificate)
+
+
+@training_group.command("retire-expired")
+@click.option("--dry-run", is_flag=True, help="Say what would be retired; retire nothing.")
+@with_appcontext
+def retire_expired(dry_run: bool) -> None:
+    """Retire every snapshot older than TRAINING_SNAPSHOT_MAX_AGE_DAYS (run it daily)."""
+    from flask import current_app
+
+    from portal.db import commit
+    from portal.training.lineage import expired_snapshots, retire_expired_snapshots
+
+    days = int(current_app.config.get("TRAINING_SNAPSHOT_MAX_AGE_DAYS") or 0)
+    if days <= 0:
+        click.echo("TRAINING_SNAPSHOT_MAX_AGE_DAYS is 0: snapshots are never retired by age.")
+        return
+    if dry_run:
+        numbers = [found.number for found in expired_snapshots()]
+    else:
+        numbers = retire_expired_snapshots()
+        commit()
+    if not numbers:
+        click.echo(f"No training dataset is older than {days} days.")
+        return
+    verb = "Would retire" if dry_run else "Retired"
+    click.echo(f"{verb} {len(numbers)} training dataset{'s' if len(numbers) != 1 else ''} "
+               f"older than {days} days: {', '.join(str(number) for number in numbers)}.")

@@ -102,7 +102,8 @@ class ExclusionReason(enum.StrEnum):
 class OutdatedReason(enum.StrEnum):
     """Why a snapshot no longer matches what the rules would let in today."""
 
-    WITHDRAWN = "withdrawn"
+    WITHDRAWN = "withdrawn"  # the person withdrew (or refused) consent
+    EXPIRED = "expired"  # consent ended with a material change of the notice
     OBJECTED = "objected"
     ERASED = "erased"
 
@@ -252,3 +253,35 @@ class TrainedModelSnapshot(Base):
     model_id: Mapped[int] = mapped_column(ForeignKey("trained_model.id"), primary_key=True)
     snapshot_id: Mapped[int] = mapped_column(ForeignKey("training_snapshot.id"),
                                              primary_key=True)
+
+
+class SnapshotEventKind(enum.StrEnum):
+    """What a training client hears of one of its snapshots (webhook and changes feed)."""
+
+    OUTDATED = "outdated"  # records it holds were withdrawn, objected to or erased
+    RETIRED = "retired"  # its key and files were destroyed
+
+
+class SnapshotEvent(Base):
+    """One change of a snapshot that its client is told of; its id is the feed's cursor.
+
+    Names the snapshot and why, never a person nor how many: a client must not learn from
+    its feed who withdrew. Written one per snapshot per transaction that marks it (several
+    people erased at once are one event), under a lock held until the commit, so that ids
+    become visible in the order they were given and a client polling with the last cursor
+    it saw misses nothing.
+    """
+
+    __tablename__ = "training_snapshot_event"
+    __table_args__ = (
+        Index("ix_training_snapshot_event_snapshot_id", "snapshot_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("training_snapshot.id"))
+    kind: Mapped[SnapshotEventKind] = mapped_column(str_enum(SnapshotEventKind, 16))
+    # Sorted OutdatedReason values (empty for a retirement).
+    reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    occurred_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    snapshot: Mapped[TrainingSnapshot] = relationship()

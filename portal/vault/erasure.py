@@ -15,10 +15,14 @@ from sqlalchemy import delete, func, select, update
 
 from portal.catalog.models import Category
 from portal.db import db, utcnow
+from portal.signals import records_erased
 from portal.vault import crypto, journal
 from portal.vault.keys import configured_master_key
 from portal.vault.models import CollectedBatch, DataKey
 from portal.vault.reading import batch_totals, overlapping
+
+#: The sender of ``records_erased``: whatever erases collected records, the vault tells.
+ERASER = "portal.vault"
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,11 @@ def destroy_data_keys(person_id: int, category_key: str, *, reference: str | Non
                                DataKey.destroyed_at.is_(None))
                         .values(wrapped_key=b"", destroyed_at=utcnow()))
     db.flush()
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    destroyed = int(result.rowcount)  # type: ignore[attr-defined]
+    if destroyed:
+        records_erased.send(ERASER, person_ids=(person_id,), category_key=category_key,
+                            since=None, until=None)
+    return destroyed
 
 
 def delete_batches(person_id: int, category_key: str | None = None, *,
@@ -83,7 +91,11 @@ def delete_batches(person_id: int, category_key: str | None = None, *,
         criteria.append(CollectedBatch.category_key == category_key)
     result = db.execute(delete(CollectedBatch).where(*criteria))
     db.flush()
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    deleted = int(result.rowcount)  # type: ignore[attr-defined]
+    if deleted:
+        records_erased.send(ERASER, person_ids=(person_id,), category_key=category_key,
+                            since=since, until=until)
+    return deleted
 
 
 def purge_expired(*, now: dt.datetime | None = None,
@@ -107,6 +119,9 @@ def purge_expired(*, now: dt.datetime | None = None,
                                   .distinct().order_by(CollectedBatch.person_id)))
         if not dry_run:
             batches = db.execute(delete(CollectedBatch).where(*criteria)).rowcount  # type: ignore[attr-defined]
+            db.flush()
+            records_erased.send(ERASER, person_ids=people, category_key=category.key,
+                                since=None, until=cutoff)
         report.append(PurgedCategory(category.key, category.retention_days, cutoff,
                                      int(batches), int(events or 0), oldest, newest, people))
     db.flush()
