@@ -14,5 +14,7 @@ from flask import Flask
 def init_app(app: Flask) -> None:
     """Add the ``portal training`` commands, the training API, pages and receivers."""
     from portal.training.cli import training_group
+    from portal.training.views import connect_person_views
 
     app.cli.add_command(training_group)
+    connect_person_views(app)
