@@ -6,7 +6,7 @@ download and the administrator's page say the same thing in every language.
 
 from __future__ import annotations
 
-from flask_babel import force_locale, format_number, ngettext, pgettext
+from flask_babel import force_locale, format_number, ngettext
 from flask_babel import gettext as _
 
 from portal.audit.models import AuditEntry
@@ -106,12 +106,12 @@ def state_label(state: str) -> str:
     """Name a dataset's state as people read it ("outdated" beside the stored states)."""
     labels = {
         # i18n: the state of a training dataset, shown as a tag
-        SnapshotState.QUEUED: pgettext("training dataset state", "Waiting to be built"),
-        SnapshotState.BUILDING: pgettext("training dataset state", "Being built"),
-        SnapshotState.READY: pgettext("training dataset state", "Ready"),
-        SnapshotState.FAILED: pgettext("training dataset state", "Failed, nothing kept"),
-        SnapshotState.RETIRED: pgettext("training dataset state", "Retired: deleted"),
-        "outdated": pgettext("training dataset state", "Marked outdated"),
+        SnapshotState.QUEUED: _("Waiting to be built"),
+        SnapshotState.BUILDING: _("Being built"),
+        SnapshotState.READY: _("Ready"),
+        SnapshotState.FAILED: _("Failed, nothing kept"),
+        SnapshotState.RETIRED: _("Retired: deleted"),
+        "outdated": _("Marked outdated"),
     }
     return str(labels.get(state, state))  # type: ignore[call-overload]
 

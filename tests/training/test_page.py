@@ -164,6 +164,11 @@ def test_the_page_speaks_german(app: Flask, people: Clients) -> None:
     page = people.alex.get("/my-data/training").get_data(as_text=True)
     assert "Trainingsdatensatz 12: Aufgabenassistent" in page
     assert "1.234" in page
+    assert ("412 Datensätze nicht aufgenommen: entstanden, während ein vertrauliches oder "
+            "streng vertrauliches Dokument (DSS-Stufe 3 oder 4) geöffnet war.") in page
+    log = people.alex.get("/access-log").get_data(as_text=True)
+    assert ("Trainingsdatensatz 12 für den Zweck „Aufgabenassistent“ hat 1.234 Ihrer "
+            "Datensätze in „") in log
 
 
 def _csrf(client: FlaskClient) -> str:
