@@ -150,9 +150,21 @@ def category_titles_in(language: str) -> dict[str, str]:
 
 
 def _ordered_reasons(counts: dict[str, int]) -> list[tuple[str, int]]:
+    """Return the reasons with records, most records first (ties in the enum's order)."""
     order = {reason.value: position for position, reason in enumerate(ExclusionReason)}
     return sorted(((str(reason), int(count)) for reason, count in counts.items() if count),
-                  key=lambda item: (order.get(item[0], len(order)), item[0]))
+                  key=lambda item: (-item[1], order.get(item[0], len(order)), item[0]))
+
+
+def _excluded_from_holdings(snapshot_id: int) -> dict[str, int]:
+    """Add up the reasons over a snapshot's holdings (for one built before totals were kept)."""
+    counts: dict[str, int] = defaultdict(int)
+    for excluded in db.scalars(select(SnapshotHolding.excluded)
+                               .where(SnapshotHolding.snapshot_id == snapshot_id)
+                               .execution_options(yield_per=1000)):
+        for reason, count in (excluded or {}).items():
+            counts[reason] += int(count)
+    return dict(counts)
 
 
 def models_trained_on(snapshot_ids: Iterable[int]) -> dict[int, list[ModelTrained]]:
@@ -266,7 +278,8 @@ def describe_snapshots(language: str) -> list[SnapshotSummary]:
             outdated_at=snapshot.outdated_at, retired_at=snapshot.retired_at,
             people=people.get(snapshot.id, 0),
             included=int(totals.get("included", sum(per_category.values()))),
-            excluded=_ordered_reasons(totals.get("excluded") or {}),
+            excluded=_ordered_reasons(totals["excluded"] if "excluded" in totals
+                                      else _excluded_from_holdings(snapshot.id)),
             models=models.get(snapshot.id, [])))
     return summaries
 
