@@ -167,6 +167,13 @@ def check_certificate(claims: dict[str, Any], signed_by: str) -> receipts.Receip
         kept = {item["category"] for item in claims["kept"]}
         if kept & {item["category"] for item in deleted}:
             return receipts.ReceiptCheck(False, "a category is both deleted and kept")
+        # Certificates issued before training datasets existed have no "training" part.
+        training = claims.get("training") or {"snapshots": [], "models": []}
+        listed = {int(item["number"]) for item in training["snapshots"]}
+        if any(int(number) not in listed for model in training["models"]
+               for number in model["snapshots"]):
+            return receipts.ReceiptCheck(False, "a model names a training dataset the "
+                                                "certificate does not list")
         DeletionScope(claims["request"]["scope"])
         summary = (f"certificate of deletion {claims['jti']}: request "
                    f"{claims['request']['reference']}, {totals['categories']} categories, "

@@ -14,7 +14,7 @@ from portal.consent.receipts import load_keys, open_signed, public_jwks
 from portal.db import commit
 from portal.pdf import render_pdf
 from portal.requests import service
-from portal.requests.certificate import certificate_context
+from portal.requests.certificate import certificate_context, check_certificate
 from portal.requests.models import DeletionRequest, DeletionScope
 from portal.training.models import TrainingSnapshot
 from tests.support.browser import SCREENSHOTS
@@ -114,6 +114,10 @@ def test_the_certificate_lists_the_datasets_and_models(
     assert training["snapshots"][0]["retiredAt"] is not None
     assert [(model["name"], model["version"], model["snapshots"])
             for model in training["models"]] == [("helper-llm", "3.1", [22, 21])]
+    assert check_certificate(claims, "tests").valid
+    training["models"][0]["snapshots"].append(99)
+    assert not check_certificate(claims, "tests").valid
+    training["models"][0]["snapshots"].pop()
 
     with app.test_request_context():
         context = certificate_context(claims)
