@@ -1,4 +1,4 @@
-"""The privacy admin's pages: notice versions and their publication, collectors, notices to them."""
+"""The privacy admin's pages: notices and their publication, collectors, training datasets."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     """Serve the privacy admin's pages."""
-    from portal.admin import collectors, views
+    from portal.admin import collectors, snapshots, views
 
     app.register_blueprint(views.bp)
     app.register_blueprint(collectors.bp)
+    app.register_blueprint(snapshots.bp)

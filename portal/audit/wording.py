@@ -1,15 +1,20 @@
 """What each kind of audit entry means, in words a person reads in their access log.
 
 Every ``what`` key that :func:`portal.audit.service.record` accepts is listed here, so no
-entry can reach a person's access log without a translated explanation.
+entry can reach a person's access log without a translated explanation. A feature whose
+entries concern many people, each in their own way, registers a describer that words an
+entry for one reader (:func:`register_entry_describer`); the fixed label is the fallback.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from flask import Flask, current_app
 from flask_babel import lazy_gettext as _l
 from flask_babel.speaklater import LazyString
 
-from portal.audit.models import AuditAction, AuditRole
+from portal.audit.models import AuditAction, AuditEntry, AuditRole
 
 WHAT: dict[str, LazyString] = {
     # i18n: audit log, something done to the reader's data, by the person in the "who" column.
@@ -25,6 +30,7 @@ WHAT: dict[str, LazyString] = {
     "requests.certificate": _l("Issued a certificate of deletion"),
     "vault.purge_expired": _l("Removed data past its retention period"),
     "training.retire": _l("Destroyed a training dataset that held some of your records"),
+    "training.snapshot": _l("Read your records into a training dataset, under a pseudonym"),
 }
 
 ROLES: dict[AuditRole, LazyString] = {
@@ -43,3 +49,26 @@ ACTIONS: dict[AuditAction, LazyString] = {
     AuditAction.CHANGE: _l("Change"),
     AuditAction.DELETE: _l("Deletion"),
 }
+
+
+#: Words one entry for one reader (entry, the reader's person id, language), or None to fall
+#: back on the entry's fixed label.
+EntryDescriber = Callable[[AuditEntry, int, str], str | None]
+DESCRIBERS = "portal.audit.describers"
+
+
+def register_entry_describer(app: Flask, what: str, describe: EntryDescriber) -> None:
+    """Let a higher feature word the entries ``what`` for each reader of their access log."""
+    if what not in WHAT:
+        raise ValueError(f"unknown audit key {what!r}: add it to portal.audit.wording.WHAT")
+    describers: dict[str, EntryDescriber] = app.extensions.setdefault(DESCRIBERS, {})
+    if what in describers:
+        raise ValueError(f"a describer of {what!r} entries is already registered")
+    describers[what] = describe
+
+
+def describe_entry(entry: AuditEntry, person_id: int, language: str) -> str:
+    """Say what ``entry`` did to the data of the person ``person_id``, in their language."""
+    describe = current_app.extensions.get(DESCRIBERS, {}).get(entry.what)
+    described = describe(entry, person_id, language) if describe is not None else None
+    return described or str(WHAT.get(entry.what, entry.what))

@@ -33,6 +33,9 @@ class DownloadSection:
     #: Returns the section's files for the person; metadata and the person's own words only,
     #: never another person's data. Called inside the download's unit of work.
     files: Callable[[Person], Iterable[SectionFile]]
+    #: Sentences the human-readable summary shows about what the section holds for the person
+    #: (in the download's language); none: the summary lists the section's files only.
+    summary: Callable[[Person], list[str]] | None = None
 
 
 def register_section(app: Flask, section: DownloadSection) -> None:

@@ -39,7 +39,7 @@ from zipstream import ZIP_DEFLATED, ZipStream
 
 from portal.audit.models import AuditAction, AuditEntry, AuditRole
 from portal.audit.service import detail_of, entries_concerning, record
-from portal.audit.wording import ROLES, WHAT
+from portal.audit.wording import ROLES, describe_entry
 from portal.auth.models import Person
 from portal.catalog.document import FALLBACK_LANGUAGE
 from portal.catalog.models import CategoryNotice, NoticeVersion
@@ -386,7 +386,8 @@ def _utc(moment: dt.datetime | None) -> str | None:
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 
 
-def _csv_value(value: Any) -> str | int | float:
+def csv_value(value: Any) -> str | int | float:
+    """Return a CSV cell a spreadsheet shows as written (download sections use it too)."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -492,14 +493,14 @@ class DownloadBuilder:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\r\n")
         # Column names come from the catalog's schema: neutralised like any cell.
-        writer.writerow([_csv_value(name) for name in count.columns])
+        writer.writerow([csv_value(name) for name in count.columns])
         fields = count.columns[:-3 if count.involves_others else -2]
         for batch, events in self._events(count, counting=False):
             for event in events:
                 extra = [batch.dss_level, batch.public_id]
                 if count.involves_others:
                     extra.append(event.get("withheld", ""))
-                writer.writerow([_csv_value(event.get(name)) for name in fields] + extra)
+                writer.writerow([csv_value(event.get(name)) for name in fields] + extra)
             yield buffer.getvalue().encode("utf-8")
             buffer.seek(0)
             buffer.truncate()
@@ -551,7 +552,8 @@ class DownloadBuilder:
             "by_you": entry.actor_id == self.person.id, "who": entry.actor_name,
             "role": str(entry.actor_role), "role_label": str(ROLES[entry.actor_role]),
             "action": str(entry.action), "what": entry.what,
-            "what_label": str(WHAT.get(entry.what, entry.what)), "purpose": entry.purpose,
+            "what_label": describe_entry(entry, self.person.id, self.language),
+            "purpose": entry.purpose,
             "detail": detail_of(entry), "people_concerned": entry.subject_count}
 
     def _section(self, section: DownloadSection) -> Iterator[bytes]:
@@ -588,7 +590,8 @@ class DownloadBuilder:
             "consent_events": self.consent_events, "access_entries": self.access_entries,
             "sections": [{"key": section.key, "title": str(section.title),
                           "explanation": str(section.explanation),
-                          "files": self.section_files.get(section.key, [])}
+                          "files": self.section_files.get(section.key, []),
+                          "facts": section.summary(self.person) if section.summary else []}
                          for section in self.sections],
             "format_version": FORMAT_VERSION,
             "jwks_url": str(current_app.config["BASE_URL"]) + receipts.JWKS_PATH,

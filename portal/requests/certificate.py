@@ -1,7 +1,9 @@
 """Certificates of deletion: a signed JSON statement of what was deleted, and its PDF.
 
 The statement names categories, periods, counts, the destroyed data keys, who decided and
-executed, what was kept and why, and the check made afterwards. It holds no collected
+executed, what was kept and why, the training datasets and models that held the person's
+records (and whether each dataset was retired or marked outdated), and the check made
+afterwards. It holds no collected
 content. It is signed like consent receipts (:func:`portal.consent.receipts.sign_document`,
 ES256 with the receipt key), is stored with the request so every download is the same
 bytes, and is checked offline by ``portal receipts verify``.
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +21,7 @@ from flask import current_app
 from flask_babel import format_datetime
 from flask_babel import gettext as _
 
+from portal.catalog.document import FALLBACK_LANGUAGE
 from portal.catalog.notices import current_notice
 from portal.consent import receipts
 from portal.consent.service import category_titles
@@ -25,6 +29,8 @@ from portal.db import db, utcnow
 from portal.hashchain import format_time
 from portal.i18n import current_locale
 from portal.requests.models import DeletionRequest, DeletionScope
+from portal.training import wording as training_wording
+from portal.training.overview import describe_training_for, purpose_name
 from portal.vault.models import DataKey
 
 CERTIFICATE_TYPE = "deletion-certificate"
@@ -47,6 +53,34 @@ def _time(value: dt.datetime | None) -> str | None:
 
 def _who(person: Any) -> str | None:
     return person.display_name if person is not None else None
+
+
+def training_lineage(person_id: int, categories: Iterable[str] | None = None) -> dict[str, Any]:
+    """Return the datasets that held the person's records, and the models trained on them.
+
+    Deleting the records cannot take back what a model learned: the certificate says which
+    datasets held them, whether each is retired (key and files destroyed) or marked outdated,
+    and which models were trained on them, so that nothing is implied beyond what happened.
+    ``categories``: only datasets holding records of these (all categories when None).
+    """
+    wanted = set(categories) if categories is not None else None
+    snapshots: list[dict[str, Any]] = []
+    models: dict[tuple[str, str], dict[str, Any]] = {}
+    for dataset in describe_training_for(person_id, FALLBACK_LANGUAGE):
+        records = {category.key: category.included for category in dataset.categories
+                   if category.included and (wanted is None or category.key in wanted)}
+        if not records:
+            continue
+        snapshots.append({
+            "number": dataset.number, "purpose": dataset.purpose_key, "state": dataset.state,
+            "records": records,
+            "outdatedAt": _time(dataset.outdated_at), "retiredAt": _time(dataset.retired_at)})
+        for model in dataset.models:
+            entry = models.setdefault((model.name, model.version), {
+                "name": model.name, "version": model.version,
+                "registeredAt": _time(model.registered_at), "snapshots": []})
+            entry["snapshots"].append(dataset.number)
+    return {"snapshots": snapshots, "models": list(models.values())}
 
 
 def build_certificate(request: DeletionRequest, check: DeletionCheck, *,
@@ -99,6 +133,8 @@ def build_certificate(request: DeletionRequest, check: DeletionCheck, *,
                    "keysDestroyed": len(keys)},
         "verification": {"checkedAt": _time(check.checked_at), "keysTried": check.keys_tried,
                          "result": "nothing in scope remains; destroyed keys do not decrypt"},
+        "training": training_lineage(
+            person.id, [item["category"] for item in deleted]),
     }
 
 
@@ -131,6 +167,13 @@ def check_certificate(claims: dict[str, Any], signed_by: str) -> receipts.Receip
         kept = {item["category"] for item in claims["kept"]}
         if kept & {item["category"] for item in deleted}:
             return receipts.ReceiptCheck(False, "a category is both deleted and kept")
+        # Certificates issued before training datasets existed have no "training" part.
+        training = claims.get("training") or {"snapshots": [], "models": []}
+        listed = {int(item["number"]) for item in training["snapshots"]}
+        if any(int(number) not in listed for model in training["models"]
+               for number in model["snapshots"]):
+            return receipts.ReceiptCheck(False, "a model names a training dataset the "
+                                                "certificate does not list")
         DeletionScope(claims["request"]["scope"])
         summary = (f"certificate of deletion {claims['jti']}: request "
                    f"{claims['request']['reference']}, {totals['categories']} categories, "
@@ -168,7 +211,22 @@ def certificate_context(claims: dict[str, Any]) -> dict[str, Any]:
     else:
         scope_words = _("Everything collected between %(start)s and %(end)s",
                         start=_local(request["since"]), end=_local(request["until"]))
+    # Certificates issued before training datasets existed have no "training" part.
+    training = claims.get("training") or {"snapshots": [], "models": []}
+    language = current_locale()
     return {
+        "training_snapshots": [{
+            "number": item["number"], "purpose": purpose_name(item["purpose"], language),
+            "state": training_wording.state_label(item["state"]),
+            "records": [training_wording.category_records(count, titles.get(key, key))
+                        for key, count in item["records"].items()],
+            "retired_utc": _utc(item["retiredAt"]), "outdated_utc": _utc(item["outdatedAt"]),
+        } for item in training["snapshots"]],
+        "training_models": [{"name": item["name"], "version": item["version"],
+                             "registered_utc": _utc(item["registeredAt"]),
+                             "snapshots": ", ".join(str(number)
+                                                    for number in item["snapshots"])}
+                            for item in training["models"]],
         "reference": claims["jti"],
         "request_reference": request["reference"],
         "person_name": claims["person"]["name"],

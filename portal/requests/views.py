@@ -41,6 +41,7 @@ from portal.requests.forms import (
     partial_form,
 )
 from portal.requests.models import DeletionRequest, DeletionScope, RequestEvent, RequestState
+from portal.training.overview import describe_training_for
 
 bp = Blueprint("requests", __name__, url_prefix="/requests")
 dpo_bp = Blueprint("dpo", __name__, url_prefix="/dpo")
@@ -241,6 +242,7 @@ def _dpo_view(found: DeletionRequest, **context: Any) -> str:
     summary = service.review_request(found, dpo=_person())
     return render_template("dpo/show.html", item=found, events=service.timeline(found),
                            summary=summary, titles=_titles(),
+                           training=describe_training_for(found.person_id, current_locale()),
                            second_dpo=service.second_dpo_required(),
                            executable=service.executable(found), **context)
 

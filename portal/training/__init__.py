@@ -17,9 +17,11 @@ def init_app(app: Flask) -> None:
     from portal.training import lineage, manifest
     from portal.training.cli import training_group
     from portal.training.keys import rewrap_snapshot_keys
+    from portal.training.views import connect_person_views
 
     app.cli.add_command(training_group)
     # A master-key rotation re-wraps the snapshots' keys with the vault's, in one transaction.
     master_key_rotating.connect(rewrap_snapshot_keys)
     manifest.register_checks(app)
     lineage.connect_receivers(app)
+    connect_person_views(app)
