@@ -144,6 +144,8 @@ def outdated_sentence(reason: str | None) -> str:
         OutdatedReason.WITHDRAWN: _("Marked outdated because you withdrew your consent."),
         OutdatedReason.OBJECTED: _("Marked outdated because you objected."),
         OutdatedReason.ERASED: _("Marked outdated because your data was erased."),
+        OutdatedReason.EXPIRED: _("Marked outdated because your consent ended when the notice "
+                                  "changed."),
     }
     return str(sentences.get(reason, _("Marked outdated.")))  # type: ignore[call-overload]
 
