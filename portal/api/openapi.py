@@ -272,7 +272,7 @@ def _document(today: dt.date) -> dict[str, Any]:
                 "ConsentAnswer": {
                     "type": "object",
                     "required": ["subject", "category", "allowed", "state", "notice_version",
-                                 "since", "legal_basis"],
+                                 "since", "legal_basis", "workplace_pseudonym"],
                     "additionalProperties": False,
                     "properties": {
                         "subject": SUBJECT,
@@ -289,10 +289,16 @@ def _document(today: dt.date) -> dict[str, Any]:
                         "since": {"type": ["string", "null"], "format": "date-time"},
                         "legal_basis": {"type": ["string", "null"],
                                         "enum": [*[basis.value for basis in LegalBasis], None]},
+                        "workplace_pseudonym": {
+                            "type": ["string", "null"], "pattern": "^p-[0-9a-f]{12}$",
+                            "description": "How to name this person inside records, such as "
+                                           "a conversation's `author` or `participants`: "
+                                           "never their name. Given only when `allowed`."},
                     },
                     "example": {"subject": EXAMPLE_SUBJECT, "category": EXAMPLE_CATEGORY,
                                 "allowed": True, "state": "ConsentGiven", "notice_version": 1,
-                                "since": "2026-03-02T08:55:12.000Z", "legal_basis": "consent"},
+                                "since": "2026-03-02T08:55:12.000Z", "legal_basis": "consent",
+                                "workplace_pseudonym": "p-3f9a0c41b7d2"},
                 },
                 "ConsentChange": {
                     "type": "object",
