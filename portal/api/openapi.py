@@ -8,9 +8,13 @@ retention period and never in the future.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import functools
+from collections.abc import Callable
 from typing import Any
+
+from flask import Flask
 
 from portal.catalog.models import LegalBasis
 from portal.consent.models import ConsentState
@@ -77,6 +81,45 @@ def _example_batch(day: dt.date) -> dict[str, Any]:
 def document(today: dt.date | None = None) -> dict[str, Any]:
     """Return the OpenAPI document, its examples dated the day before ``today`` (UTC)."""
     return _document(today or dt.datetime.now(dt.UTC).date())
+
+
+#: Where higher packages' additions to the document are kept (in ``app.extensions``).
+ADDITIONS = "portal.api.openapi_additions"
+#: Builds the part a higher package adds, for a day (its examples relative to it, as ours):
+#: a document fragment with any of ``tags``, ``paths`` and ``components`` (by section).
+Addition = Callable[[dt.date], dict[str, Any]]
+
+
+def register_paths(app: Flask, addition: Addition) -> None:
+    """Add the paths, tags and components ``addition`` builds to the document ``app`` serves.
+
+    For a higher package's routes under ``/api/v1`` (training): the API describes them without
+    importing it. A name already in the document may not be taken again.
+    """
+    app.extensions.setdefault(ADDITIONS, []).append(addition)
+
+
+def served_document(app: Flask, today: dt.date | None = None) -> dict[str, Any]:
+    """Return the document ``app`` serves: this API's, with every registered addition."""
+    day = today or dt.datetime.now(dt.UTC).date()
+    additions = app.extensions.get(ADDITIONS, [])
+    if not additions:
+        return _document(day)
+    served = copy.deepcopy(_document(day))
+    for addition in additions:
+        part = addition(day)
+        served["tags"].extend(part.get("tags", []))
+        _merge(served["paths"], part.get("paths", {}), "paths")
+        for section, entries in part.get("components", {}).items():
+            _merge(served["components"].setdefault(section, {}), entries, section)
+    return served
+
+
+def _merge(into: dict[str, Any], entries: dict[str, Any], where: str) -> None:
+    for name, value in entries.items():
+        if name in into:
+            raise ValueError(f"the OpenAPI addition names {where} {name!r} a second time")
+        into[name] = value
 
 
 @functools.lru_cache(maxsize=2)

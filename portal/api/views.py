@@ -187,7 +187,7 @@ def _http_error(error: HTTPException) -> Response:
 @bp.get("/openapi.json")
 def openapi_document() -> Response:
     """Return the OpenAPI 3.1 document of this API (no token needed)."""
-    return _json(openapi.document())
+    return _json(openapi.served_document(current_app))
 
 
 @bp.get("/consent")
