@@ -24,6 +24,10 @@ WHAT: dict[str, LazyString] = {
     "requests.execute": _l("Carried out the deletion you requested"),
     "requests.certificate": _l("Issued a certificate of deletion"),
     "vault.purge_expired": _l("Removed data past its retention period"),
+    # i18n: a training pipeline downloaded a file of a training dataset holding some of the
+    # reader's records (under a pseudonym); the detail names the dataset and the purpose.
+    "training.download": _l("Downloaded a file of a training dataset that holds some of your "
+                            "records, under a pseudonym"),
 }
 
 ROLES: dict[AuditRole, LazyString] = {

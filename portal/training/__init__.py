@@ -13,6 +13,8 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     """Add the ``portal training`` commands, the training API, pages and receivers."""
+    from portal.training import api
     from portal.training.cli import training_group
 
     app.cli.add_command(training_group)
+    api.init_app(app)
