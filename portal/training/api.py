@@ -287,24 +287,25 @@ def ask_for_snapshot() -> Response:
                  headers={"Location": links["self"]})
 
 
-@bp.get("/snapshots/<public_id>")
+# An id or a file path with slashes of its own is not ours: a 404, not a redirect elsewhere.
+@bp.get("/snapshots/<public_id>", merge_slashes=False)
 def show_snapshot(public_id: str) -> Response:
     """Say where the client's snapshot stands; once ready, list its files and its manifest."""
     client = require_training_scope(TrainingScope.SNAPSHOTS)
     return _json(describe_snapshot(get_own_snapshot(client, public_id)))
 
 
-@bp.get("/snapshots/<public_id>/files/<path:path>")
+@bp.get("/snapshots/<public_id>/files/<path:path>", merge_slashes=False)
 def download_file(public_id: str, path: str) -> Response:
     """Send one file of a ready snapshot, decrypted; the read goes to each person's access log."""
-    from portal.training.files import file_aad, read_decrypted, snapshot_file
-    from portal.training.manifest import manifest_files
-
     client = require_training_scope(TrainingScope.SNAPSHOTS)
     snapshot = get_own_snapshot(client, public_id)
     if snapshot.state is not SnapshotState.READY:
         raise ApiError(409, "snapshot_not_ready", f"Snapshot {public_id} is "
                        f"{snapshot.state.value}: only a ready snapshot's files can be read.")
+    from portal.training.files import file_aad, read_decrypted, snapshot_file
+    from portal.training.manifest import manifest_files
+
     listed = {file.path: file for file in manifest_files(snapshot)}
     file = listed.get(path)
     if file is None:
