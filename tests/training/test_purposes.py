@@ -165,8 +165,8 @@ def _set_locale(app: Flask, locale: str) -> None:
      "Never used for training."),
     ("de", "Genutzt für das Training von: Unterstützung beim Schreiben von Code und Text : "
            "Den internen Assistenten", "Wird nie für das Training verwendet."),
-    ("fr", "Utilisé pour entraîner : Assistance à l’écriture de code et de texte : "
-           "Entraîner l’assistant interne", "Jamais utilisé pour l’entraînement."),
+    ("fr", "Utilisé pour entraîner : Assistance à l\u2019écriture de code et de texte : "
+           "Entraîner l\u2019assistant interne", "Jamais utilisé pour l\u2019entraînement."),
 ])
 def test_the_category_page_says_what_the_category_may_train(
         app: Flask, client: FlaskClient, sign_in: SignIn, language: str, allowed: str,
