@@ -313,7 +313,7 @@ def record_download(client: TrainingClient, snapshot: TrainingSnapshot, path: st
 
     Called before the file is read: if the entry cannot be queued, nothing is sent.
     """
-    people = db.scalars(select(SnapshotHolding.person_id.distinct()).where(
+    people = db.scalars(select(SnapshotHolding.person_id).distinct().where(
         SnapshotHolding.snapshot_id == snapshot.id, SnapshotHolding.included > 0))
     record("training.download", action=AuditAction.DOWNLOAD, role=AuditRole.SYSTEM,
            subjects=list(people), actor_name=f"training client {client.name}",

@@ -54,7 +54,8 @@ class OpenAPIDocument:
         """
         if path in self.document["paths"]:
             return path
-        for template in self.document["paths"]:
+        # The longest first: /a/{id}/files/{path} before /a/{id}, whose {id} would take it all.
+        for template in sorted(self.document["paths"], key=len, reverse=True):
             pattern = re.sub(r"\\{[^}]+\\}$", "[^?]+", re.escape(template))
             pattern = re.sub(r"\\{[^}]+\\}", "[^/]+", pattern)
             if re.fullmatch(pattern, path):

@@ -5,6 +5,8 @@ refusal a clear 4xx with nothing written. Every answer is checked against the Op
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 from typing import Any
 
 import pytest
@@ -12,11 +14,20 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from portal.db import db
+from portal.audit.models import AuditEntry, AuditSubject
+from portal.auth.models import Person
+from portal.db import commit, db, utcnow
 from portal.training.keys import open_snapshot_key
-from portal.training.models import SnapshotState, TrainingSnapshot
+from portal.training.models import (
+    PartState,
+    SnapshotHolding,
+    SnapshotPart,
+    SnapshotState,
+    TrainingSnapshot,
+)
 from tests.support.collector_api import World, bearer
 from tests.support.config import portal_settings
+from tests.support.factories import create_person
 from tests.support.identity import ISSUER
 from tests.support.openapi import OpenAPICheckingClient
 from tests.support.training_api import ask, revoke, rows, set_state, stamp, training_client
@@ -286,3 +297,102 @@ def test_a_malformed_model_is_refused(app: Flask, client: FlaskClient, token: st
     response = client.post(MODELS, json=body, headers=bearer(token))
     assert (response.status_code, response.json["error"]) == (400, "invalid_request")
     assert rows(app)["trained_model"] == 0
+
+
+# --- a ready snapshot: its files leave the portal, into the access log ------------------------
+
+PART = "keystrokes/part-00001.parquet"
+
+
+def _make_ready(app: Flask, public_id: str, *, included: int, excluded: int) -> bytes:
+    """Give a queued snapshot one written part and seal it, as the build would; return the
+    part's plaintext. (The API sends what is stored without reading it: any bytes will do.)"""
+    from portal.training.files import EncryptedWriter, file_aad, snapshot_file
+    from portal.training.manifest import seal_snapshot
+
+    content = b"PAR1" + bytes(range(256)) * 4096 + b"PAR1"  # more than one 1 MiB chunk
+    with app.app_context():
+        snapshot = db.scalar(select(TrainingSnapshot)
+                             .where(TrainingSnapshot.public_id == public_id))
+        assert snapshot is not None
+        key = open_snapshot_key(snapshot)
+        with EncryptedWriter(snapshot_file(snapshot, PART), key,
+                             aad=file_aad(snapshot, PART)) as writer:
+            writer.write(content)
+        people = {subject: create_person(subject, email=False).id
+                  for subject in ("sub-included", "sub-excluded")}
+        db.add(SnapshotPart(snapshot_id=snapshot.id, number=1, category_key="keystrokes",
+                            first_person_id=min(people.values()),
+                            last_person_id=max(people.values()), state=PartState.DONE,
+                            path=PART, rows=included, size=writer.size, sha256=writer.sha256,
+                            finished_at=utcnow()))
+        db.add_all([
+            SnapshotHolding(snapshot_id=snapshot.id, person_id=people["sub-included"],
+                            category_key="keystrokes", included=included, excluded={}),
+            SnapshotHolding(snapshot_id=snapshot.id, person_id=people["sub-excluded"],
+                            category_key="keystrokes", included=0,
+                            excluded={"no_consent": excluded})])
+        snapshot.totals = {"included": included, "excluded": {"no_consent": excluded}}
+        db.flush()
+        seal_snapshot(snapshot, key)
+        snapshot.state = SnapshotState.READY
+        snapshot.ready_at = utcnow()
+        commit()
+    return content
+
+
+def _downloads(app: Flask) -> list[tuple[str, set[int]]]:
+    with app.app_context():
+        entries = db.scalars(select(AuditEntry).where(AuditEntry.what == "training.download"))
+        return [(entry.detail, set(db.scalars(select(AuditSubject.person_id)
+                                               .where(AuditSubject.entry_id == entry.id))))
+                for entry in entries]
+
+
+def test_a_ready_snapshot_lists_its_files_and_sends_them_decrypted(
+        app: Flask, client: FlaskClient, token: str) -> None:
+    snapshot_id = _queue(client, token)["id"]
+    early = client.get(f"{SNAPSHOTS}/{snapshot_id}/files/{PART}", headers=bearer(token))
+    assert (early.status_code, early.json["error"]) == (409, "snapshot_not_ready")
+    assert _downloads(app) == []
+
+    content = _make_ready(app, snapshot_id, included=1234, excluded=56)
+    shown = client.get(f"{SNAPSHOTS}/{snapshot_id}", headers=bearer(token)).json
+    assert shown["state"] == "ready" and shown["ready_at"]
+    assert shown["counts"] == {"included": 1234, "excluded": {"no_consent": 56}}
+    assert shown["manifest"].count(".") == 2
+    files = {file["path"]: file for file in shown["files"]}
+    assert list(files) == [PART, "croissant.json"]
+    assert files[PART]["size"] == len(content)
+    assert files[PART]["sha256"] == hashlib.sha256(content).hexdigest()
+
+    part = client.get(files[PART]["url"], headers=bearer(token))
+    assert part.status_code == 200
+    assert part.mimetype == "application/vnd.apache.parquet"
+    assert part.data == content
+    croissant = client.get(files["croissant.json"]["url"], headers=bearer(token))
+    assert croissant.status_code == 200
+    assert hashlib.sha256(croissant.data).hexdigest() == files["croissant.json"]["sha256"]
+    assert json.loads(croissant.data)["@type"] == "sc:Dataset"
+
+    # Each download is in the access log of the people whose records it holds, and only theirs.
+    with app.app_context():
+        included = db.scalar(select(Person.id).where(Person.subject == "sub-included"))
+    logged = _downloads(app)
+    assert [subjects for _detail, subjects in logged] == [{included}, {included}]
+    assert json.loads(logged[0][0]) == {"file": PART, "purpose": "code_and_text_completion",
+                                        "snapshot": 1}
+
+
+@pytest.mark.parametrize("path", ["keystrokes/part-00002.parquet", "../../etc/passwd",
+                                  "keystrokes/../croissant.json"])
+def test_only_a_listed_file_can_be_read(app: Flask, client: FlaskClient, token: str,
+                                        path: str) -> None:
+    snapshot_id = _queue(client, token)["id"]
+    _make_ready(app, snapshot_id, included=1, excluded=0)
+    response = client.get(f"{SNAPSHOTS}/{snapshot_id}/files/{path}", headers=bearer(token))
+    assert (response.status_code, response.json["error"]) == (404, "not_found")
+    other = training_client(app, "another pipeline")
+    theirs = client.get(f"{SNAPSHOTS}/{snapshot_id}/files/{PART}", headers=bearer(other))
+    assert (theirs.status_code, theirs.json["error"]) == (404, "not_found")
+    assert _downloads(app) == []
