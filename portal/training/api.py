@@ -345,3 +345,18 @@ def register_trained_model() -> Response:
     return _json({"id": model.public_id, "name": model.name, "version": model.version,
                   "snapshots": [snapshot.public_id for snapshot in model.snapshots],
                   "registered_at": _stamp(model.registered_at)}, 201)
+
+
+@bp.post("/snapshots/<public_id>/retire", merge_slashes=False)
+def retire(public_id: str) -> Response:
+    """Retire the client's snapshot: its key and files destroyed, a certificate issued."""
+    client = require_training_scope(TrainingScope.RETIRE)
+    snapshot = get_own_snapshot(client, public_id)
+    from portal.training.lineage import RetirementRefused, retire_snapshot
+
+    try:
+        certificate = retire_snapshot(snapshot, by=client.name)
+    except RetirementRefused as exc:
+        raise ApiError(409, exc.code, exc.message) from None
+    return _json({"id": snapshot.public_id, "state": snapshot.state.value,
+                  "retired_at": _stamp(snapshot.retired_at), "certificate": certificate})

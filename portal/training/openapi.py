@@ -142,6 +142,24 @@ def addition(today: dt.date) -> dict[str, Any]:
                     **_errors("TrainingForbidden", "TrainingNotFound", "TrainingConflict"),
                 },
             }},
+            "/api/v1/training/snapshots/{id}/retire": {"post": {
+                "operationId": "retireSnapshot",
+                "tags": ["training"],
+                "security": SECURITY,
+                "summary": "Retire a snapshot: destroy its key and files, get a certificate",
+                "description": (
+                    "For a snapshot that is ready or failed. Its key is destroyed, so every "
+                    "copy of its files (and its pseudonyms) can no longer be opened by the "
+                    "portal; its files are removed. The answer carries the certificate of "
+                    "retirement, signed with the portal's receipt key. Models trained on it "
+                    "keep what they learned. Needs the scope `retire`."),
+                "parameters": [ID_PARAMETER],
+                "responses": {
+                    "200": {"description": "Retired.", "content": {"application/json": {
+                        "schema": _ref("SnapshotRetired")}}},
+                    **_errors("TrainingForbidden", "TrainingNotFound", "TrainingConflict"),
+                },
+            }},
             "/api/v1/training/models": {"post": {
                 "operationId": "registerModel",
                 "tags": ["training"],
@@ -182,10 +200,12 @@ def addition(today: dt.date) -> dict[str, Any]:
                     "No such snapshot of this client (`not_found`, `unknown_snapshot`), or no "
                     "such file in it.", "not_found", "unknown_snapshot"),
                 "TrainingConflict": _error(
-                    "The snapshot is not ready (`snapshot_not_ready`), the model's name and "
-                    "version are registered already (`model_exists`), or no notice is "
-                    "published yet (`no_notice`). Nothing was changed.",
-                    "snapshot_not_ready", "model_exists", "no_notice"),
+                    "The snapshot is not ready (`snapshot_not_ready`), is still being built "
+                    "or was retired already (`still_building`, `already_retired`), the "
+                    "model's name and version are registered already (`model_exists`), or "
+                    "no notice is published yet (`no_notice`). Nothing was changed.",
+                    "snapshot_not_ready", "still_building", "already_retired", "model_exists",
+                    "no_notice"),
                 "TrainingUnprocessable": _error(
                     "A category the notice in force does not have (`unknown_category`), an "
                     "empty period (`empty_period`) or one reaching into the future "
@@ -287,6 +307,17 @@ def addition(today: dt.date) -> dict[str, Any]:
                         "certificate": {"oneOf": [JWS, {"type": "null"}],
                                         "description": "The certificate of its retirement."},
                         "links": _ref("Links"),
+                    },
+                },
+                "SnapshotRetired": {
+                    "type": "object",
+                    "required": ["id", "state", "retired_at", "certificate"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "id": {"type": "string", "format": "uuid"},
+                        "state": {"type": "string", "enum": [SnapshotState.RETIRED.value]},
+                        "retired_at": DATE_TIME,
+                        "certificate": JWS,
                     },
                 },
                 "ModelRequest": {

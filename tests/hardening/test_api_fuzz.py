@@ -40,6 +40,7 @@ OPERATIONS = ("GET /api/v1/consent", "GET /api/v1/consent/changes", "POST /api/v
 #: The training API's, served by the same app and called with a training client's token.
 TRAINING_OPERATIONS = ("POST /api/v1/training/snapshots", "GET /api/v1/training/snapshots/{id}",
                        "GET /api/v1/training/snapshots/{id}/files/{path}",
+                       "POST /api/v1/training/snapshots/{id}/retire",
                        "POST /api/v1/training/models")
 
 

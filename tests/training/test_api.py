@@ -208,7 +208,10 @@ def test_a_training_token_on_the_collector_api_is_told_so(client: FlaskClient,
     (("models",), "POST", SNAPSHOTS, ask()),
     (("models",), "GET", f"{SNAPSHOTS}/00000000-0000-0000-0000-000000000000", None),
     (("snapshots",), "POST", MODELS, {"name": "m", "version": "1", "snapshots": ["x"]}),
-], ids=["ask without snapshots", "read without snapshots", "register without models"])
+    (("snapshots", "models"), "POST",
+     f"{SNAPSHOTS}/00000000-0000-0000-0000-000000000000/retire", None),
+], ids=["ask without snapshots", "read without snapshots", "register without models",
+        "retire without retire"])
 def test_a_token_without_the_scope_is_refused(
         app: Flask, client: FlaskClient, world: World, scopes: tuple[str, ...], method: str,
         path: str, body: dict[str, Any] | None) -> None:
@@ -396,3 +399,34 @@ def test_only_a_listed_file_can_be_read(app: Flask, client: FlaskClient, token: 
     theirs = client.get(f"{SNAPSHOTS}/{snapshot_id}/files/{PART}", headers=bearer(other))
     assert (theirs.status_code, theirs.json["error"]) == (404, "not_found")
     assert _downloads(app) == []
+
+
+# --- retiring --------------------------------------------------------------------------------
+
+def test_a_client_retires_its_ready_snapshot_and_gets_a_certificate(
+        app: Flask, client: FlaskClient, token: str) -> None:
+    snapshot_id = _queue(client, token)["id"]
+    retire = f"{SNAPSHOTS}/{snapshot_id}/retire"
+    early = client.post(retire, headers=bearer(token))
+    assert (early.status_code, early.json["error"]) == (409, "still_building")
+    other = training_client(app, "another pipeline")
+    theirs = client.post(retire, headers=bearer(other))
+    assert (theirs.status_code, theirs.json["error"]) == (404, "not_found")
+
+    _make_ready(app, snapshot_id, included=3, excluded=1)
+    retired = client.post(retire, headers=bearer(token))
+    assert retired.status_code == 200, retired.json
+    assert (retired.json["id"], retired.json["state"]) == (snapshot_id, "retired")
+    assert retired.json["certificate"].count(".") == 2
+    shown = client.get(f"{SNAPSHOTS}/{snapshot_id}", headers=bearer(token)).json
+    assert (shown["state"], shown["files"], shown["certificate"]) == (
+        "retired", [], retired.json["certificate"])
+    gone = client.get(f"{SNAPSHOTS}/{snapshot_id}/files/{PART}", headers=bearer(token))
+    assert (gone.status_code, gone.json["error"]) == (409, "snapshot_not_ready")
+    with app.app_context():
+        stored = db.scalar(select(TrainingSnapshot))
+        assert stored is not None and stored.wrapped_key == b""
+        assert stored.retired_by == "code pipeline"
+
+    again = client.post(retire, headers=bearer(token))
+    assert (again.status_code, again.json["error"]) == (409, "already_retired")
