@@ -136,7 +136,9 @@ def _document(today: dt.date) -> dict[str, Any]:
             "description": (
                 "Collection agents use this API. Every call needs a collector token "
                 "(`Authorization: Bearer <token>`), issued by the privacy admin and scoped to "
-                "categories. A person is addressed by their identity provider subject.\n\n"
+                "categories. A person is addressed by their identity provider subject. (The "
+                "paths under `/api/v1/training`, for training pipelines, take a training "
+                "client's token instead.)\n\n"
                 "Errors are always JSON `{\"error\": \"<code>\", \"message\": \"<text>\"}`; "
                 "`invalid_request` adds `fields`, one entry per field at fault.\n\n"
                 "Deny by default: an unknown person, a category outside the catalog in force "
