@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask
+from flask import Blueprint, Flask
 from flask.sessions import SessionInterface, SessionMixin
 
 from portal.i18n import requested_locale
@@ -28,6 +28,22 @@ PREFIX = "/api/v1"
 #: The portal's extensions the API's code reads: the API's autocommit engine, the identity
 #: provider (whose subjects the API's ``subject`` fields are).
 SHARED_EXTENSIONS = ("portal.api.autocommit_engine", "portal.oidc")
+#: Where higher packages leave what the API's app must also serve (see the registries below).
+BLUEPRINTS = "portal.api.blueprints"
+#: The registries the API's app reads at request time: the OpenAPI additions, the other kinds
+#: of tokens (portal.api.openapi, portal.api.auth); filled by higher packages' init_app.
+REGISTRIES = ("portal.api.openapi_additions", "portal.api.other_tokens")
+
+
+def register_api_blueprint(app: Flask, blueprint: Blueprint) -> None:
+    """Serve ``blueprint`` (its routes under ``/api/v1``) from the API's app too.
+
+    For a higher package (training) whose API lives beside the collector API: it registers
+    here in its ``init_app``, and :func:`create_api_app`, run after every ``init_app``, adds it
+    to the API's app, without the API importing that package.
+    """
+    assert blueprint.url_prefix and blueprint.url_prefix.startswith(PREFIX + "/")
+    app.extensions.setdefault(BLUEPRINTS, []).append(blueprint)
 
 
 class NoSessions(SessionInterface):
@@ -61,6 +77,9 @@ def create_api_app(portal: Flask) -> Flask:
     api.session_interface = NoSessions()
     for name in SHARED_EXTENSIONS:
         api.extensions[name] = portal.extensions[name]
+    for name in REGISTRIES:
+        if name in portal.extensions:
+            api.extensions[name] = portal.extensions[name]
     # As in the portal: the request id first, so every line the others log carries it.
     logs.init_app(api)
     metrics.count_requests(api)
@@ -74,6 +93,8 @@ def create_api_app(portal: Flask) -> Flask:
     # The few translated answers (the portal's error texts) in the caller's language.
     Babel(api, locale_selector=requested_locale)
     api.register_blueprint(bp)
+    for blueprint in portal.extensions.get(BLUEPRINTS, []):
+        api.register_blueprint(blueprint)
     return api
 
 

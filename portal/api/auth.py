@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from flask import current_app, g, request
+from flask import Flask, current_app, g, request
 from flask_limiter.util import get_remote_address
 from limits import RateLimitItem, parse
 from sqlalchemy.exc import DBAPIError
@@ -74,11 +74,14 @@ def read_without_transaction() -> None:
     g.api_without_transaction = True
 
 
-def require_token() -> str:
-    """Return the request's bearer token; refuse with 401 when it has none (no query needed)."""
+def require_token(*, holder: str = "the collector's token") -> str:
+    """Return the request's bearer token; refuse with 401 when it has none (no query needed).
+
+    :param holder: whose token the refusal asks for ("the training client's token").
+    """
     token = _presented_token()
     if token is None:
-        raise ApiError(401, "unauthorized", "Send the collector's token in the header "
+        raise ApiError(401, "unauthorized", f"Send {holder} in the header "
                        "'Authorization: Bearer <token>'.", headers={"WWW-Authenticate": REALM})
     if not token:
         raise _invalid_token()
@@ -91,10 +94,37 @@ def _invalid_token() -> ApiError:
                     headers={"WWW-Authenticate": f'{REALM}, error="invalid_token"'})
 
 
+#: Where higher packages register how to recognise their own tokens (in ``app.extensions``).
+OTHER_TOKENS = "portal.api.other_tokens"
+#: Given a token that is no collector's, the sentence saying what it is instead, or None.
+TokenRecogniser = Callable[[str], str | None]
+
+
+def register_other_token(app: Flask, recognise: TokenRecogniser) -> None:
+    """Let the collector API say what a token that is not a collector's is instead.
+
+    A training client's token, say: a machine sent to the wrong door is told which door is
+    its own, instead of hearing that its token is invalid.
+
+    Asked only once a token was found to be no collector's: a valid request costs nothing.
+    """
+    app.extensions.setdefault(OTHER_TOKENS, []).append(recognise)
+
+
+def _not_a_collector_token() -> ApiError:
+    token = _presented_token()
+    if token:
+        for recognise in current_app.extensions.get(OTHER_TOKENS, []):
+            if (sentence := recognise(token[:1024])) is not None:
+                return ApiError(401, "unauthorized", sentence, headers={
+                    "WWW-Authenticate": f'{REALM}, error="invalid_token"'})
+    return _invalid_token()
+
+
 def accept_collector(collector: CollectorIdentity | None) -> CollectorIdentity:
     """Return the collector a token belongs to; refuse with 401 if none or if it is revoked."""
     if collector is None:
-        raise _invalid_token()
+        raise _not_a_collector_token()
     if collector.revoked:
         raise ApiError(401, "unauthorized", "This token was revoked. Ask the privacy admin for "
                        "a new collector token.",

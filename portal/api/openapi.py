@@ -8,9 +8,13 @@ retention period and never in the future.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import functools
+from collections.abc import Callable
 from typing import Any
+
+from flask import Flask
 
 from portal.catalog.models import LegalBasis
 from portal.consent.models import ConsentState
@@ -79,6 +83,45 @@ def document(today: dt.date | None = None) -> dict[str, Any]:
     return _document(today or dt.datetime.now(dt.UTC).date())
 
 
+#: Where higher packages' additions to the document are kept (in ``app.extensions``).
+ADDITIONS = "portal.api.openapi_additions"
+#: Builds the part a higher package adds, for a day (its examples relative to it, as ours):
+#: a document fragment with any of ``tags``, ``paths`` and ``components`` (by section).
+Addition = Callable[[dt.date], dict[str, Any]]
+
+
+def register_paths(app: Flask, addition: Addition) -> None:
+    """Add the paths, tags and components ``addition`` builds to the document ``app`` serves.
+
+    For a higher package's routes under ``/api/v1`` (training): the API describes them without
+    importing it. A name already in the document may not be taken again.
+    """
+    app.extensions.setdefault(ADDITIONS, []).append(addition)
+
+
+def served_document(app: Flask, today: dt.date | None = None) -> dict[str, Any]:
+    """Return the document ``app`` serves: this API's, with every registered addition."""
+    day = today or dt.datetime.now(dt.UTC).date()
+    additions = app.extensions.get(ADDITIONS, [])
+    if not additions:
+        return _document(day)
+    served = copy.deepcopy(_document(day))
+    for addition in additions:
+        part = addition(day)
+        served["tags"].extend(part.get("tags", []))
+        _merge(served["paths"], part.get("paths", {}), "paths")
+        for section, entries in part.get("components", {}).items():
+            _merge(served["components"].setdefault(section, {}), entries, section)
+    return served
+
+
+def _merge(into: dict[str, Any], entries: dict[str, Any], where: str) -> None:
+    for name, value in entries.items():
+        if name in into:
+            raise ValueError(f"the OpenAPI addition names {where} {name!r} a second time")
+        into[name] = value
+
+
 @functools.lru_cache(maxsize=2)
 def _document(today: dt.date) -> dict[str, Any]:
     yesterday = today - dt.timedelta(days=1)
@@ -93,7 +136,9 @@ def _document(today: dt.date) -> dict[str, Any]:
             "description": (
                 "Collection agents use this API. Every call needs a collector token "
                 "(`Authorization: Bearer <token>`), issued by the privacy admin and scoped to "
-                "categories. A person is addressed by their identity provider subject.\n\n"
+                "categories. A person is addressed by their identity provider subject. (The "
+                "paths under `/api/v1/training`, for training pipelines, take a training "
+                "client's token instead.)\n\n"
                 "Errors are always JSON `{\"error\": \"<code>\", \"message\": \"<text>\"}`; "
                 "`invalid_request` adds `fields`, one entry per field at fault.\n\n"
                 "Deny by default: an unknown person, a category outside the catalog in force "
@@ -272,7 +317,7 @@ def _document(today: dt.date) -> dict[str, Any]:
                 "ConsentAnswer": {
                     "type": "object",
                     "required": ["subject", "category", "allowed", "state", "notice_version",
-                                 "since", "legal_basis"],
+                                 "since", "legal_basis", "workplace_pseudonym"],
                     "additionalProperties": False,
                     "properties": {
                         "subject": SUBJECT,
@@ -289,10 +334,16 @@ def _document(today: dt.date) -> dict[str, Any]:
                         "since": {"type": ["string", "null"], "format": "date-time"},
                         "legal_basis": {"type": ["string", "null"],
                                         "enum": [*[basis.value for basis in LegalBasis], None]},
+                        "workplace_pseudonym": {
+                            "type": ["string", "null"], "pattern": "^p-[0-9a-f]{12}$",
+                            "description": "How to name this person inside records, such as "
+                                           "a conversation's `author` or `participants`: "
+                                           "never their name. Given only when `allowed`."},
                     },
                     "example": {"subject": EXAMPLE_SUBJECT, "category": EXAMPLE_CATEGORY,
                                 "allowed": True, "state": "ConsentGiven", "notice_version": 1,
-                                "since": "2026-03-02T08:55:12.000Z", "legal_basis": "consent"},
+                                "since": "2026-03-02T08:55:12.000Z", "legal_basis": "consent",
+                                "workplace_pseudonym": "p-3f9a0c41b7d2"},
                 },
                 "ConsentChange": {
                     "type": "object",

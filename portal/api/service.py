@@ -240,6 +240,9 @@ class ConsentAnswer:
     notice_version: int | None
     since: dt.datetime | None
     legal_basis: LegalBasis | None
+    #: How collectors name the person inside records (a conversation's ``author``); given
+    #: only with ``allowed``, so that it tells nothing about who exists that ``allowed`` hides.
+    workplace_pseudonym: str | None = None
 
 
 def look_up_consent(subject: str, category_key: str, *, issuer: str,
@@ -287,6 +290,7 @@ class ConsentRow(NamedTuple):
     since: dt.datetime | None
     #: An objection of the person to the category was upheld (categories not on consent).
     objected: bool | None
+    workplace_pseudonym: str | None
 
 
 def read_one(statement: Select[Any], parameters: dict[str, Any]) -> ConsentRow | None:
@@ -355,12 +359,12 @@ def _read_one_postgresql(engine: Engine, statement: Select[Any],
     if found is None:
         return None
     (collector_id, name, categories, revoked_at, legal_basis, notice_in_force, in_force,
-     person_id, state, state_notice, since, objected) = found
+     person_id, state, state_notice, since, objected, workplace_pseudonym) = found
     return ConsentRow(
         collector_id, name, categories, revoked_at,
         None if legal_basis is None else LegalBasis(legal_basis), notice_in_force, in_force,
         person_id, None if state is None else ConsentState(state), state_notice,
-        None if since is None else since.astimezone(dt.UTC), objected)
+        None if since is None else since.astimezone(dt.UTC), objected, workplace_pseudonym)
 
 
 def _denied(subject: str, category_key: str, legal_basis: LegalBasis | None) -> ConsentAnswer:
@@ -378,15 +382,19 @@ def _answer(subject: str, category_key: str, row: Any) -> ConsentAnswer:
         return _denied(subject, category_key, legal_basis)
     if legal_basis is not LegalBasis.CONSENT:
         # No consent to ask for; but once the person's objection is upheld, no more is recorded.
-        return ConsentAnswer(subject, category_key, allowed=not row.objected, state=None,
+        allowed = not row.objected
+        return ConsentAnswer(subject, category_key, allowed=allowed, state=None,
                              notice_version=row.notice_in_force, since=None,
-                             legal_basis=legal_basis)
+                             legal_basis=legal_basis,
+                             workplace_pseudonym=row.workplace_pseudonym if allowed else None)
     state: ConsentState | None = row.state
     if state is None:
         return _denied(subject, category_key, legal_basis)
-    return ConsentAnswer(subject, category_key, allowed=state.allows_collection, state=state,
+    allowed = state.allows_collection
+    return ConsentAnswer(subject, category_key, allowed=allowed, state=state,
                          notice_version=row.state_notice, since=row.since,
-                         legal_basis=legal_basis)
+                         legal_basis=legal_basis,
+                         workplace_pseudonym=row.workplace_pseudonym if allowed else None)
 
 
 @functools.cache
@@ -407,7 +415,8 @@ def _consent_statement() -> Select[Any]:
                ConsentStatus.since,
                exists().where(Objection.person_id == Person.id,
                               Objection.category_key == Category.key,
-                              Objection.state == ObjectionState.UPHELD.value).label("objected"))
+                              Objection.state == ObjectionState.UPHELD.value).label("objected"),
+               Person.workplace_pseudonym)
         .select_from(Category)
         .join(latest, true())
         .outerjoin(CategoryNotice, and_(CategoryNotice.notice_version_id == latest.c.id,

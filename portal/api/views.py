@@ -187,7 +187,7 @@ def _http_error(error: HTTPException) -> Response:
 @bp.get("/openapi.json")
 def openapi_document() -> Response:
     """Return the OpenAPI 3.1 document of this API (no token needed)."""
-    return _json(openapi.document())
+    return _json(openapi.served_document(current_app))
 
 
 @bp.get("/consent")
@@ -205,7 +205,8 @@ def consent() -> Response:
         "subject": answer.subject, "category": answer.category_key, "allowed": answer.allowed,
         "state": answer.state.value if answer.state else None,
         "notice_version": answer.notice_version, "since": _time(answer.since),
-        "legal_basis": answer.legal_basis.value if answer.legal_basis else None})
+        "legal_basis": answer.legal_basis.value if answer.legal_basis else None,
+        "workplace_pseudonym": answer.workplace_pseudonym})
 
 
 @bp.get("/consent/changes")

@@ -31,6 +31,10 @@ WHAT: dict[str, LazyString] = {
     "vault.purge_expired": _l("Removed data past its retention period"),
     "training.retire": _l("Destroyed a training dataset that held some of your records"),
     "training.snapshot": _l("Read your records into a training dataset, under a pseudonym"),
+    # i18n: a training pipeline downloaded a file of a training dataset holding some of the
+    # reader's records (under a pseudonym); the detail names the dataset and the purpose.
+    "training.download": _l("Downloaded a file of a training dataset that holds some of your "
+                            "records, under a pseudonym"),
 }
 
 ROLES: dict[AuditRole, LazyString] = {

@@ -26,6 +26,7 @@ from portal.catalog.wording import (
     legal_basis_name,
     localize,
     retention_words,
+    training_purposes,
 )
 from portal.db import db
 from portal.i18n import LANGUAGES
@@ -59,6 +60,9 @@ def notice_lines(content: Mapping[str, Any], language: str) -> list[str]:
         for name, value in example_rows(content, readable_dates=False):
             lines.append(_("Example %(field)s: %(value)s", field=name, value=value))
         lines.extend(_("Purpose: %(text)s", text=purpose) for purpose in text["purposes"])
+        lines.extend(_("Used to train: %(name)s: %(description)s", name=purpose.name,
+                       description=purpose.description)
+                     for purpose in training_purposes(content, language))
         lines.append(_("Legal basis: %(text)s (%(article)s)",
                        text=legal_basis_name(content["legal_basis"]),
                        article=legal_basis_article(content["legal_basis"])))
@@ -116,6 +120,18 @@ class SectionChange:
         """Return the languages either side has texts in, the portal's languages first."""
         found = set((self.old or {}).get("text", {})) | set((self.new or {}).get("text", {}))
         return [code for code in LANGUAGES if code in found] + sorted(found - set(LANGUAGES))
+
+    @property
+    def added_training_purposes(self) -> list[str]:
+        """Return the training purposes the new text allows and the version in force did not.
+
+        Consent given for fewer purposes cannot cover more: such a change is always material
+        (see :func:`portal.catalog.publication.publish_notice`).
+        """
+        if self.old is None or self.new is None:
+            return []
+        before = set(self.old.get("training_purposes", []))
+        return [key for key in self.new.get("training_purposes", []) if key not in before]
 
     def differences(self, language: str) -> list[DiffLine]:
         """Return the readable difference in ``language``."""

@@ -171,7 +171,8 @@ def _adds_translations_only(change: SectionChange) -> bool:
     # Every part of a category's content keyed by language: its texts and its level's meaning.
     trimmed = {**change.new,
                **{part: {code: text for code, text in change.new[part].items() if code in kept}
-                  for part in ("text", "sensitivity_level") if part in change.new}}
+                  for part in ("text", "sensitivity_level", "training_purpose_texts")
+                  if part in change.new}}
     return trimmed == change.old
 
 

@@ -78,14 +78,20 @@ class CategoryText(_Part):
     legal_basis_explained: NonEmpty
 
 
+Key = Annotated[str, StringConstraints(pattern=KEY_PATTERN)]
+
+
 class CategorySpec(_Part):
     """One category as the file states it: facts, the event format, an example, the texts."""
 
-    key: Annotated[str, StringConstraints(pattern=KEY_PATTERN)]
+    key: Key
     legal_basis: LegalBasis
     optional: StrictBool
     retention_days: int = Field(gt=0, le=36500)
     sensitivity: int = Field(ge=1, le=4)
+    # The training purposes (keys of the catalog's ``training_purposes``) its records may be
+    # used for; none (the default) means never used for training.
+    training_purposes: list[Key] = Field(default_factory=list)
     storage: Storage
     event_schema: dict[str, Any]
     example: dict[str, Any]
@@ -97,6 +103,13 @@ class LevelText(_Part):
 
     name: NonEmpty
     meaning: NonEmpty
+
+
+class TrainingPurposeText(_Part):
+    """What a training purpose is called and what the models trained for it do, in one language."""
+
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    description: NonEmpty
 
 
 class Controller(_Part):
@@ -114,6 +127,9 @@ class CatalogDocument(_Part):
     format: Literal[1]
     controller: Controller
     sensitivity_levels: dict[int, dict[Language, LevelText]]
+    # The purposes a training client may ask for snapshots for (key -> texts per language).
+    training_purposes: dict[Key, dict[Language, TrainingPurposeText]] = Field(
+        default_factory=dict)
     categories: list[CategorySpec] = Field(min_length=1)
 
     def to_json(self) -> dict[str, Any]:
@@ -134,6 +150,20 @@ class CatalogDocument(_Part):
         content["sensitivity_level"] = {
             language: text.model_dump(mode="json")
             for language, text in self.sensitivity_levels[category.sensitivity].items()}
+        if not category.training_purposes:
+            # Never used for training, as a notice stored before purposes existed says by
+            # leaving them out: such a category's content (and its hash) stays as it was.
+            del content["training_purposes"]
+            return content
+        # What each allowed purpose means is part of what the person agreed to: rewording it
+        # changes this category's notice. Keyed by language first, like the other texts.
+        languages = sorted({language for key in category.training_purposes
+                            for language in self.training_purposes.get(key, {})})
+        content["training_purpose_texts"] = {
+            language: {key: self.training_purposes[key][language].model_dump(mode="json")
+                       for key in category.training_purposes
+                       if language in self.training_purposes.get(key, {})}
+            for language in languages}
         return content
 
 
@@ -227,12 +257,29 @@ def check_rules(document: CatalogDocument) -> Iterable[str]:
     if FALLBACK_LANGUAGE not in document.controller.supervisory_authority:
         yield (f"Field 'controller.supervisory_authority': the {FALLBACK_LANGUAGE} text is "
                "missing.")
+    for key, texts in sorted(document.training_purposes.items()):
+        if FALLBACK_LANGUAGE not in texts:
+            yield (f"Field 'training_purposes.{key}': the {FALLBACK_LANGUAGE} text is missing; "
+                   "every other language falls back to it.")
     seen: set[str] = set()
     for category in document.categories:
         if category.key in seen:
             yield f"Category '{category.key}', field 'key': is used by more than one category."
         seen.add(category.key)
         yield from _check_category(category)
+        yield from _check_training_purposes(category, document)
+
+
+def _check_training_purposes(category: CategorySpec,
+                             document: CatalogDocument) -> Iterable[str]:
+    where = f"Category '{category.key}', field 'training_purposes'"
+    defined = sorted(document.training_purposes)
+    for key in sorted(set(category.training_purposes)):
+        if key not in document.training_purposes:
+            yield (f"{where}: '{key}' is not a training purpose of this catalog (defined in "
+                   f"the top-level 'training_purposes': {', '.join(defined) or 'none'}).")
+        if category.training_purposes.count(key) > 1:
+            yield f"{where}: '{key}' is listed more than once."
 
 
 def _check_category(category: CategorySpec) -> Iterable[str]:

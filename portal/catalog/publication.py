@@ -71,6 +71,7 @@ def publish_notice(document: CatalogDocument, *, published_by: Person | str,
                                    "category can be marked material.", key=key))
         if not reason.strip():
             raise PublishRefused(_("Say why the change to “%(key)s” is material.", key=key))
+    material = {**_widened_training(comparison.sections), **material}
     dpo_sign_off = dpo_sign_off.strip()
     summary = {language: text.strip() for language, text in change_summary.items()
                if text.strip()}
@@ -120,6 +121,17 @@ def publish_notice(document: CatalogDocument, *, published_by: Person | str,
         log.info("notice version %d: %d consents for %s expired", notice.number,
                  consents_ended.get(key, 0), key)
     return Publication(notice, consents_ended)
+
+
+def _widened_training(sections: list[SectionChange]) -> dict[str, str]:
+    """Return the categories now allowed for more training purposes, each with why it is material.
+
+    Not left to the publisher: a consent given for fewer purposes cannot cover more, so
+    these consents end like those of any other material change.
+    """
+    return {section.key: "now also used to train: " + ", ".join(section.added_training_purposes)
+            + " (a consent given for fewer training purposes cannot cover more)"
+            for section in sections if section.added_training_purposes}
 
 
 def _upsert_categories(document: CatalogDocument) -> None:

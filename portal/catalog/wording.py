@@ -112,3 +112,38 @@ def field_rows(content: Mapping[str, Any], text: Mapping[str, Any]) -> list[tupl
     """Return (field, what it means) for every recorded field, in the schema's order."""
     return [(name, text["fields"].get(name, ""))
             for name in content["event_schema"].get("properties", {})]
+
+
+@dataclass(frozen=True)
+class TrainingPurposeWords:
+    """A training purpose a category allows, in the reader's language (or English)."""
+
+    key: str
+    name: str
+    description: str
+    language: str
+
+
+def training_purposes(content: Mapping[str, Any], language: str) -> list[TrainingPurposeWords]:
+    """Return the training purposes a category's notice allows, in ``language``.
+
+    Empty for a category never used for training (a notice stored before training purposes
+    existed lists none, which means the same).
+    """
+    texts = content.get("training_purpose_texts", {})
+    words = []
+    for key in content.get("training_purposes", []):
+        chosen = language if key in texts.get(language, {}) else FALLBACK_LANGUAGE
+        text = texts.get(chosen, {}).get(key, {"name": key, "description": ""})
+        words.append(TrainingPurposeWords(key, text["name"], text["description"], chosen))
+    return words
+
+
+def training_purpose_name(document: Mapping[str, Any], key: str, language: str) -> str:
+    """Name a training purpose of a notice's whole ``document`` in ``language`` (or English).
+
+    A purpose the document does not define is named by its key.
+    """
+    texts = document.get("training_purposes", {}).get(key, {})
+    text = texts.get(language) or texts.get(FALLBACK_LANGUAGE)
+    return str(text["name"]) if text else key

@@ -22,6 +22,7 @@ from portal.catalog.wording import (
     legal_basis_article,
     legal_basis_name,
     retention_words,
+    training_purposes,
 )
 from portal.consent.reconsent import changes_since_consent
 from portal.core.overview import CategoryEntry, describe_category_for, list_categories_for
@@ -56,6 +57,7 @@ def _render_show(entry: CategoryEntry, form: ObjectionForm) -> str:
     return render_template(
         "catalog/show.html", entry=entry, form=form, notice=entry.section.notice_version,
         fields=field_rows(entry.content, entry.local.text), example=example_rows(entry.content),
+        training=training_purposes(entry.content, current_locale()),
         reconsent=changes_since_consent(current_user, entry.section, entry.status,
                                         current_locale()))
 

@@ -14,7 +14,7 @@ from flask import Flask
 def init_app(app: Flask) -> None:
     """Add the ``portal training`` commands, the training API, pages and receivers."""
     from portal.signals import master_key_rotating
-    from portal.training import lineage, manifest
+    from portal.training import api, lineage, manifest
     from portal.training.cli import training_group
     from portal.training.keys import rewrap_snapshot_keys
     from portal.training.views import connect_person_views
@@ -25,3 +25,4 @@ def init_app(app: Flask) -> None:
     manifest.register_checks(app)
     lineage.connect_receivers(app)
     connect_person_views(app)
+    api.init_app(app)

@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from portal.auth.models import Person
+from portal.db import db
 from tests.support.collector_api import World, bearer
 
 
@@ -40,6 +42,20 @@ def test_a_withdrawal_stops_collection_at_once(world: World, client: FlaskClient
     assert answer["since"] is not None
 
 
+def test_the_answer_names_the_workplace_pseudonym_only_while_recording_is_allowed(
+        world: World, client: FlaskClient, token: str) -> None:
+    """Collectors name people inside records (a conversation's author) by this pseudonym."""
+    person_id = world.person("sub-a")
+    with world.app.app_context():
+        pseudonym = db.get_one(Person, person_id).workplace_pseudonym
+    world.grant("sub-a", "keystrokes")
+    assert _ask(client, token, "sub-a", "keystrokes")["workplace_pseudonym"] == pseudonym
+    world.withdraw("sub-a", "keystrokes")
+    # Not allowed: nothing that would tell a known person from an unknown one.
+    assert _ask(client, token, "sub-a", "keystrokes")["workplace_pseudonym"] is None
+    assert _ask(client, token, "sub-nobody", "keystrokes")["workplace_pseudonym"] is None
+
+
 def test_deny_by_default(world: World, client: FlaskClient, token: str) -> None:
     world.person("sub-known")
     never = _ask(client, token, "sub-known", "keystrokes")
@@ -55,6 +71,7 @@ def test_a_category_on_another_legal_basis_is_allowed_without_consent(
         world: World, client: FlaskClient, token: str) -> None:
     world.person("sub-a")
     answer = _ask(client, token, "sub-a", "performance")
+    assert answer.pop("workplace_pseudonym").startswith("p-")
     assert answer == {"subject": "sub-a", "category": "performance", "allowed": True,
                       "state": None, "notice_version": 1, "since": None,
                       "legal_basis": "contract"}

@@ -39,6 +39,8 @@ def before_french(raw: Raw) -> Raw:
         del item["text"]["fr"]
     for level in raw["sensitivity_levels"].values():
         del level["fr"]
+    for purpose in raw["training_purposes"].values():
+        del purpose["fr"]
     del raw["controller"]["supervisory_authority"]["fr"]
     return raw
 

@@ -26,6 +26,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.support.collector_api import World
+from tests.support.training_api import ask, training_client
 
 EXAMPLES = 300
 # The document's own address takes no input, so there is nothing to fuzz there.
@@ -36,6 +37,11 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance]
 OPERATIONS = ("GET /api/v1/consent", "GET /api/v1/consent/changes", "POST /api/v1/batches",
               "POST /api/v1/consent/acknowledgements")
+#: The training API's, served by the same app and called with a training client's token.
+TRAINING_OPERATIONS = ("POST /api/v1/training/snapshots", "GET /api/v1/training/snapshots/{id}",
+                       "GET /api/v1/training/snapshots/{id}/files/{path}",
+                       "POST /api/v1/training/snapshots/{id}/retire",
+                       "POST /api/v1/training/models")
 
 
 @pytest.fixture
@@ -48,10 +54,21 @@ def collector_token(world: World) -> str:
                                           "sensitivity_ratings"))
 
 
+@pytest.fixture
+def training_token(app: Flask, world: World) -> str:
+    """A training client for every purpose of the shipped catalog, with a queued snapshot."""
+    token = training_client(app, "fuzz pipeline", purposes=(
+        "assistant_workflows", "code_and_text_completion", "conversation_summaries"))
+    response = app.test_client().post("/api/v1/training/snapshots", json=ask(),
+                                      headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 202, response.json
+    return token
+
+
 def test_the_document_lists_every_operation(app: Flask) -> None:
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
     labels = {result.ok().label for result in schema.get_all_operations()}
-    assert labels == set(OPERATIONS)
+    assert labels == set(OPERATIONS) | set(TRAINING_OPERATIONS)
 
 
 # Each case costs a request; on both databases the fuzz would double the suite's longest
@@ -59,13 +76,16 @@ def test_the_document_lists_every_operation(app: Flask) -> None:
 @pytest.mark.postgresql_only
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
                          ids=["valid", "invalid"])
-@pytest.mark.parametrize("label", OPERATIONS)
-def test_no_request_breaks_the_api(app: Flask, collector_token: str, label: str,
-                                   mode: GenerationMode) -> None:
+@pytest.mark.parametrize("label", OPERATIONS + TRAINING_OPERATIONS)
+def test_no_request_breaks_the_api(app: Flask, world: World, label: str,
+                                   mode: GenerationMode, request: pytest.FixtureRequest,
+                                   ) -> None:
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
     operation = schema.find_operation_by_label(label)
     assert operation is not None
-    headers = {"Authorization": f"Bearer {collector_token}"}
+    token = request.getfixturevalue("training_token" if label in TRAINING_OPERATIONS
+                                    else "collector_token")
+    headers = {"Authorization": f"Bearer {token}"}
     calls: list[int] = []
 
     @given(case=operation.as_strategy(generation_mode=mode))
