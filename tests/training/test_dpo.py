@@ -110,7 +110,7 @@ def test_the_certificate_lists_the_datasets_and_models(
     assert [(item["number"], item["purpose"], item["state"], item["records"])
             for item in training["snapshots"]] == [
         (22, "task_assistant", "retired", {"keystrokes": 2}),
-        (21, "task_assistant", "ready", {"keystrokes": 1234, "pointer": 3})]
+        (21, "task_assistant", "outdated", {"keystrokes": 1234, "pointer": 3})]
     assert training["snapshots"][0]["retiredAt"] is not None
     assert [(model["name"], model["version"], model["snapshots"])
             for model in training["models"]] == [("helper-llm", "3.1", [22, 21])]
@@ -119,10 +119,11 @@ def test_the_certificate_lists_the_datasets_and_models(
     assert not check_certificate(claims, "tests").valid
     training["models"][0]["snapshots"].pop()
 
+    # The deletion itself marked dataset 21 outdated: it holds records now erased.
     with app.test_request_context():
         context = certificate_context(claims)
         assert [item["state"] for item in context["training_snapshots"]] == [
-            "Retired: deleted", "Ready"]
+            "Retired: deleted", "Marked outdated"]
         assert context["training_snapshots"][1]["records"] == [
             "1,234 of your records in “Keystrokes”", "3 of your records in “Pointer movements”"]
         pdf = render_pdf("pdf/deletion_certificate.html", **context)

@@ -44,7 +44,7 @@ def test_the_served_document_describes_the_training_api_and_stays_valid(
     assert {path for path in served["paths"] if path.startswith("/api/v1/training/")} == {
         "/api/v1/training/snapshots", "/api/v1/training/snapshots/{id}",
         "/api/v1/training/snapshots/{id}/files/{path}", "/api/v1/training/snapshots/{id}/retire",
-        "/api/v1/training/models"}
+        "/api/v1/training/models", "/api/v1/training/changes"}
     assert COLLECTOR_PATHS.items() <= served["paths"].items()  # the collector API's paths unchanged
     assert "trainingToken" in served["components"]["securitySchemes"]
 
