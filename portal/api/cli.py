@@ -243,8 +243,13 @@ def seed_demo_collections(*, days: int = 5, batches_per_day: int = 3) -> DemoCol
                           query_string={"subject": person.subject, "category": key}).get_json()
             if not answer["allowed"]:
                 continue
+            # The people one talks to are the other demo people, named as collectors name
+            # them: by their workplace pseudonyms (the consent answer gives each one).
+            colleagues = tuple(other.workplace_pseudonym for other in people
+                               if other.id != person.id)
             for body in generate_batches(key, person_seed=person.subject, days=days,
-                                         batches_per_day=batches_per_day):
+                                         batches_per_day=batches_per_day,
+                                         colleagues=colleagues):
                 body["subject"] = person.subject
                 response = call("POST", "/api/v1/batches", json=body, headers={
                     "Idempotency-Key": f"demo/{person.subject}/{key}/{body['collected_from']}"})

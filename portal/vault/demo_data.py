@@ -68,12 +68,18 @@ PROJECTS = ("billing migration", "customer portal redesign", "on-call rotation",
             "data warehouse cleanup", "invoice reconciliation", "mobile release 4.2")
 
 
-def make_persona(person_seed: int | str) -> Persona:
-    """Return the persona of a demo person (the same seed, the same persona)."""
+def make_persona(person_seed: int | str, colleagues: tuple[str, ...] = ()) -> Persona:
+    """Return the persona of a demo person (the same seed, the same persona).
+
+    ``colleagues``: the workplace pseudonyms of the people the person works with (the other
+    demo people, as the collector learns them from the consent API); by default eight
+    invented ones, who are nobody the portal knows.
+    """
     rng = random.Random(f"persona:{person_seed}")
     job = rng.choice(("engineer", "engineer", "analyst", "writer"))
     screens = ((1920, 1080),) if rng.random() < 0.4 else ((2560, 1440), (1920, 1080))
-    colleagues = tuple(f"p-{_hex(rng, 12)}" for _ in range(8))
+    invented = tuple(f"p-{_hex(rng, 12)}" for _ in range(8))
+    colleagues = tuple(sorted(colleagues))[:8] or invented
     documents = tuple(Document(f"doc-{_hex(rng, 12)}",
                                rng.choices((1, 2, 3, 4), weights=(25, 45, 22, 8))[0])
                       for _ in range(14))
@@ -552,19 +558,20 @@ def _dss_level(category_key: str, rng: random.Random, events: list[Event]) -> in
 
 
 def generate_batches(category_key: str, *, person_seed: int | str, days: int,
-                     batches_per_day: int, end: dt.date | None = None) -> list[dict[str, Any]]:
+                     batches_per_day: int, end: dt.date | None = None,
+                     colleagues: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """Return a demo person's batches of one category, shaped as the collector API takes them.
 
     Each is ``{"category", "collected_from", "collected_to", "dss_level", "events"}`` (without
     the subject, which the caller adds). Batches fall on the last ``days`` weekdays before
     ``end`` (default: today, UTC), ``batches_per_day`` of them spread over the working day;
     performance reviews are rare, so that category gets a single batch with one review.
-    The same arguments always give the same batches.
+    The same arguments always give the same batches. ``colleagues``: see :func:`make_persona`.
 
     :raise KeyError: the category is not one the demo knows.
     """
     plan = PLANS[category_key]
-    persona = make_persona(person_seed)
+    persona = make_persona(person_seed, colleagues)
     rng = random.Random(f"batches:{person_seed}:{category_key}")
     end = end or dt.datetime.now(dt.UTC).date()
     dates = working_days(end, days)

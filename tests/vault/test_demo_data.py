@@ -109,3 +109,13 @@ def test_generated_batches_go_through_the_ingestion_path() -> None:
     commit()
     keys = {batch.category_key for batch in read_own_batches(alex)}
     assert keys == set(SCHEMAS)
+
+
+def test_colleagues_can_be_the_other_demo_people() -> None:
+    known = ("p-00000000000a", "p-00000000000b", "p-00000000000c")
+    chats = [event for batch in demo_data.generate_batches(
+        "conversations", person_seed="alex", days=3, batches_per_day=2, end=END,
+        colleagues=known) for event in batch["events"]]
+    assert {event["author"] for event in chats} - {"self"} <= set(known)
+    assert {person for event in chats for person in event["participants"]} <= set(known)
+    assert any(event["author"] != "self" for event in chats)
