@@ -85,7 +85,7 @@ def make_persona(person_seed: int | str, colleagues: tuple[str, ...] = ()) -> Pe
                       for _ in range(14))
     channels = []
     for _ in range(4):
-        size = rng.randint(1, 5)
+        size = min(rng.randint(1, 5), len(colleagues))
         channels.append(Channel(f"c-{_hex(rng, 12)}", tuple(rng.sample(colleagues, size))))
     return Persona(job=job, screens=screens, colleagues=colleagues, manager=colleagues[0],
                    documents=documents, channels=tuple(channels), project=rng.choice(PROJECTS))
