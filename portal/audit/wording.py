@@ -24,6 +24,7 @@ WHAT: dict[str, LazyString] = {
     "requests.execute": _l("Carried out the deletion you requested"),
     "requests.certificate": _l("Issued a certificate of deletion"),
     "vault.purge_expired": _l("Removed data past its retention period"),
+    "training.snapshot": _l("Read your records into a training dataset"),
 }
 
 ROLES: dict[AuditRole, LazyString] = {
