@@ -244,8 +244,9 @@ class Colleagues:
         new = sorted({name for name in pseudonyms if name not in self._people})
         if not new:
             return
-        found = dict(db.execute(select(Person.workplace_pseudonym, Person.id)
-                                .where(Person.workplace_pseudonym.in_(new))).tuples())
+        found: dict[str, int] = {name: person_id for name, person_id in db.execute(
+            select(Person.workplace_pseudonym, Person.id)
+            .where(Person.workplace_pseudonym.in_(new)))}
         for name in new:
             self._people[name] = found.get(name)
         ids = list(found.values())
