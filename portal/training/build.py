@@ -146,8 +146,10 @@ def take_part(owner: str) -> SnapshotPart | None:
             continue
         part = db.get_one(SnapshotPart, part_id, populate_existing=True)
         if part.attempts > MAX_ATTEMPTS:
+            # Its last worker stopped (killed, or lost the database) before recording it.
             fail_snapshot(part.snapshot, f"part {part.number} was not finished after "
-                                         f"{MAX_ATTEMPTS} attempts: {part.error or 'no error recorded (worker stopped)'}")
+                                         f"{MAX_ATTEMPTS} attempts: "
+                                         f"{part.error or 'the worker stopped'}")
             continue
         return part
     return None

@@ -65,18 +65,23 @@ class EncryptedWriter:
         self.closed = False
 
     def writable(self) -> bool:
+        """Say that the file can be written."""
         return True
 
     def readable(self) -> bool:
+        """Say that it cannot be read."""
         return False
 
     def seekable(self) -> bool:
+        """Say that it cannot seek (written once, in order)."""
         return False
 
     def tell(self) -> int:
+        """Return the plaintext bytes written so far."""
         return self.size
 
     def write(self, data: Any) -> int:
+        """Buffer ``data``; seal each full chunk."""
         view = memoryview(data).cast("B")
         self._digest.update(view)
         self._buffer += view
@@ -93,9 +98,11 @@ class EncryptedWriter:
         self._chunks += 1
 
     def flush(self) -> None:
+        """Flush the sealed chunks to the file."""
         self._file.flush()
 
     def close(self) -> None:
+        """Seal the last chunk and put the file in place."""
         if self.closed:
             return
         self._seal(bytes(self._buffer), final=True)

@@ -259,7 +259,7 @@ class Colleagues:
         return self._people.get(pseudonym)
 
     def included(self, pseudonym: str, moment: dt.datetime) -> bool:
-        """Say whether the colleague ``pseudonym`` is in the snapshot for a message at ``moment``."""
+        """Say whether colleague ``pseudonym`` is in the snapshot for a message at ``moment``."""
         person_id = self._people.get(pseudonym)
         if person_id is None or person_id in self._out:
             return False

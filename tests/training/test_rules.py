@@ -49,7 +49,8 @@ def settings(database_url: str) -> dict[str, Any]:
 
 
 def period() -> dict[str, dt.datetime]:
-    return {"collected_from": recent(2 * 24 * 60), "collected_to": recent(0) + dt.timedelta(minutes=1)}
+    return {"collected_from": recent(2 * 24 * 60),
+            "collected_to": recent(0) + dt.timedelta(minutes=1)}
 
 
 def rated(person: Person) -> None:
@@ -202,7 +203,7 @@ def test_activity_within_the_window_of_a_dss_3_or_4_document_is_out_edges_includ
                strict + WINDOW, strict + WINDOW + MS,
                harmless, harmless + MS)
     built = build(ask_snapshot(categories=["keystrokes"], **period()))
-    assert WINDOW == dt.timedelta(minutes=30)
+    assert dt.timedelta(minutes=30) == WINDOW
     assert holding(built, alex, "keystrokes") == (5, {"sensitive_document": 4})
     times = sorted(read_dataset(built, "keystrokes").column("t").to_pylist())
     assert times == sorted([confidential - WINDOW - MS, confidential + WINDOW + MS,
