@@ -15,6 +15,7 @@ import datetime as dt
 import logging
 import os
 import socket
+import time
 from collections import Counter
 from typing import Any
 
@@ -27,7 +28,7 @@ from sqlalchemy import delete, func, select, update
 from portal.audit.models import AuditAction, AuditRole
 from portal.audit.service import record
 from portal.catalog.models import Category
-from portal.db import db, utcnow
+from portal.db import db, get_engine, utcnow
 from portal.training import files
 from portal.training.keys import SnapshotKey, open_snapshot_key
 from portal.training.models import (
@@ -126,7 +127,7 @@ def take_part(owner: str) -> SnapshotPart | None:
     its snapshot instead.
     """
     now = utcnow()
-    lease = dt.timedelta(seconds=int(current_app.config.get(PART_LEASE, 300)))
+    lease = dt.timedelta(seconds=_lease_seconds())
     waiting = ((SnapshotPart.state == PartState.PENDING)
                | ((SnapshotPart.state == PartState.LEASED)
                   & (SnapshotPart.lease_expires_at < now)))
@@ -183,6 +184,39 @@ def _release(part_id: int, owner: str, error: str) -> None:
     db.flush()
 
 
+def _lease_seconds() -> int:
+    return int(current_app.config.get(PART_LEASE, 300))
+
+
+class _Lease:
+    """Keeps a part's lease alive while a worker builds it.
+
+    Renewed on a connection of its own (committed at once), a third of the lease before it
+    would run out, so a long part is not taken over while its worker is alive; a worker that
+    finds its lease taken over stops at once.
+    """
+
+    def __init__(self, part_id: int, owner: str) -> None:
+        self.part_id = part_id
+        self.owner = owner
+        self.seconds = _lease_seconds()
+        self.renewed = time.monotonic()
+
+    def keep(self) -> None:
+        """Renew the lease if a third of it has passed; raise :class:`LeaseLost` if it is gone."""
+        if time.monotonic() - self.renewed < self.seconds / 3:
+            return
+        with get_engine().begin() as connection:
+            renewed = connection.execute(
+                update(SnapshotPart)
+                .where(SnapshotPart.id == self.part_id, SnapshotPart.lease_owner == self.owner,
+                       SnapshotPart.state == PartState.LEASED)
+                .values(lease_expires_at=utcnow() + dt.timedelta(seconds=self.seconds)))
+        if renewed.rowcount != 1:
+            raise LeaseLost(f"the lease of part {self.part_id} was taken over")
+        self.renewed = time.monotonic()
+
+
 # --- building one part -----------------------------------------------------------------------
 
 def _flush_rows(writer: pq.ParquetWriter, schema: pa.Schema,
@@ -218,6 +252,7 @@ def build_part(part: SnapshotPart, owner: str) -> None:
     written = 0
     master = configured_master_key()
     material: tuple[str, bytes] | None = None
+    lease = _Lease(part.id, owner)
     batches = [] if not keys else db.execute(
         select(CollectedBatch.public_id, CollectedBatch.person_id, CollectedBatch.category_key,
                CollectedBatch.data_key_id, CollectedBatch.dss_level,
@@ -229,6 +264,7 @@ def build_part(part: SnapshotPart, owner: str) -> None:
         .order_by(CollectedBatch.person_id, CollectedBatch.collected_from, CollectedBatch.id)
         .execution_options(yield_per=16))
     for batch in batches:
+        lease.keep()
         tally = rules.tally(batch.person_id)
         reason = rules.batch_reason(batch.person_id, batch.dss_level, batch.collected_to)
         if reason is not None:

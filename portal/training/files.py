@@ -53,7 +53,9 @@ class EncryptedWriter:
 
     def __init__(self, path: Path, key: SnapshotKey, *, aad: bytes) -> None:
         self._path = path
-        self._temporary = path.with_name(path.name + ".partial")
+        # Unique per writer: a worker whose lease was taken over may still be writing.
+        self._temporary = path.with_name(f"{path.name}.{os.getpid()}-{os.urandom(4).hex()}"
+                                         ".partial")
         self._file = self._temporary.open("wb")
         self._cipher = AESGCM(key.file_key)
         self._aad = aad

@@ -20,7 +20,14 @@ from portal.audit.models import AuditAction, AuditEntry, AuditRole, AuditSubject
 from portal.auth.models import Person
 from portal.db import commit, db, utcnow
 from portal.training import files
-from portal.training.build import MAX_ATTEMPTS, take_part, work
+from portal.training.build import (
+    MAX_ATTEMPTS,
+    LeaseLost,
+    build_part,
+    plan_snapshots,
+    take_part,
+    work,
+)
 from portal.training.models import (
     PartState,
     SnapshotHolding,
@@ -255,3 +262,29 @@ def test_the_work_command_builds_what_waits(app: Flask, ctx: None) -> None:
     assert "built 1 part(s) as cli" in result.output
     db.expire_all()
     assert reload(snapshot).state is SnapshotState.READY
+
+
+def test_a_worker_whose_lease_was_taken_over_records_nothing(ctx: None) -> None:
+    people(1)
+    snapshot = snapshot_of_keystrokes()
+    plan_snapshots()
+    commit()
+    slow = take_part("slow")
+    commit()
+    assert slow is not None
+    expire_leases()
+    fast = take_part("fast")
+    commit()
+    assert fast is not None and fast.id == slow.id
+
+    with pytest.raises(LeaseLost):
+        build_part(slow, "slow")
+    db.rollback()
+    [part] = parts(snapshot)
+    assert (part.state, part.lease_owner) == (PartState.LEASED, "fast")
+    assert db.scalar(select(func.count()).select_from(SnapshotHolding)) == 0
+
+    build_part(part, "fast")
+    commit()
+    assert reload(snapshot).state is SnapshotState.READY
+    assert read_dataset(reload(snapshot), "keystrokes").num_rows == 2
