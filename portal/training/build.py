@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from typing import Any
 
-import orjson
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from flask import current_app
@@ -38,9 +38,7 @@ from portal.training.models import (
     SnapshotState,
     TrainingSnapshot,
 )
-from portal.training.rules import PartRules
-from portal.training.schema import arrow_schema
-from portal.vault.checks import parse_timestamp
+from portal.training.rules import INCLUDED, REASONS, PartRules, moments_ms
 from portal.vault.keys import configured_master_key, unwrap
 from portal.vault.models import CollectedBatch, DataKey
 from portal.vault.reading import decrypt_batch
@@ -219,13 +217,6 @@ class _Lease:
 
 # --- building one part -----------------------------------------------------------------------
 
-def _flush_rows(writer: pq.ParquetWriter, schema: pa.Schema,
-                rows: dict[str, list[Any]]) -> None:
-    writer.write_table(pa.Table.from_pydict(rows, schema=schema), row_group_size=ROW_GROUP_ROWS)
-    for values in rows.values():
-        values.clear()
-
-
 def build_part(part: SnapshotPart, owner: str) -> None:
     """Build one leased part: its file, its counts, and (if it was the last) the snapshot.
 
@@ -242,13 +233,12 @@ def build_part(part: SnapshotPart, owner: str) -> None:
                               DataKey.destroyed_at.is_(None)))}
     person_ids = sorted({data_key.person_id for data_key in keys.values()})
     rules = PartRules(snapshot, key, category, person_ids, now=utcnow())
-    schema = arrow_schema(category.event_schema)
+    schema = rules.schema
     relative = f"{part.category_key}/part-{part.number:05d}.parquet"
     path = files.snapshot_folder(snapshot) / relative
     path.parent.mkdir(parents=True, exist_ok=True)
     sink = files.EncryptedWriter(path, key, aad=files.file_aad(snapshot, relative))
     writer = pq.ParquetWriter(pa.PythonFile(sink, mode="w"), schema, compression="zstd")
-    rows: dict[str, list[Any]] = {name: [] for name in schema.names}
     written = 0
     master = configured_master_key()
     material: tuple[str, bytes] | None = None
@@ -263,6 +253,8 @@ def build_part(part: SnapshotPart, owner: str) -> None:
                CollectedBatch.collected_from < snapshot.collected_to)
         .order_by(CollectedBatch.person_id, CollectedBatch.collected_from, CollectedBatch.id)
         .execution_options(yield_per=16))
+    pending: list[pa.Table] = []
+    pending_rows = 0
     for batch in batches:
         lease.keep()
         tally = rules.tally(batch.person_id)
@@ -272,24 +264,26 @@ def build_part(part: SnapshotPart, owner: str) -> None:
             continue
         if material is None or material[0] != batch.data_key_id:
             material = (batch.data_key_id, unwrap(master, keys[batch.data_key_id]))
-        events = orjson.loads(decrypt_batch(material[1], batch))
-        rules.prepare(events)
-        for event in events:
-            moment = parse_timestamp(str(event.get("t", "")))
-            if moment is None or not snapshot.collected_from <= moment < snapshot.collected_to:
-                continue
-            reason = rules.event_reason(batch.person_id, event, moment)
-            if reason is not None:
-                tally.excluded[reason.value] += 1
-                continue
-            tally.included += 1
-            for name, value in rules.row(batch.person_id, event, moment).items():
-                rows[name].append(value)
-            written += 1
-            if len(rows[schema.names[0]]) >= ROW_GROUP_ROWS:
-                _flush_rows(writer, schema, rows)
-    if rows[schema.names[0]] or written == 0:
-        _flush_rows(writer, schema, rows)
+        events = rules.events(decrypt_batch(material[1], batch))
+        moments = moments_ms(events.column("t"))
+        codes = rules.judge(batch.person_id, events, moments)
+        counted = np.bincount(codes[codes >= 0], minlength=len(REASONS))
+        for index in np.flatnonzero(counted):
+            tally.excluded[REASONS[index].value] += int(counted[index])
+        included = codes == INCLUDED
+        count = int(included.sum())
+        if not count:
+            continue
+        tally.included += count
+        written += count
+        pending.append(rules.rows(batch.person_id, events, moments, included))
+        pending_rows += count
+        if pending_rows >= ROW_GROUP_ROWS:
+            writer.write_table(pa.concat_tables(pending), row_group_size=ROW_GROUP_ROWS)
+            pending, pending_rows = [], 0
+    if pending or written == 0:
+        writer.write_table(pa.concat_tables(pending) if pending else schema.empty_table(),
+                           row_group_size=ROW_GROUP_ROWS)
     _record_part(part, owner, rules, writer, sink, relative, written)
 
 
