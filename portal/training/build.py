@@ -38,7 +38,7 @@ from portal.training.models import (
     SnapshotState,
     TrainingSnapshot,
 )
-from portal.training.rules import INCLUDED, REASONS, PartRules, moments_ms
+from portal.training.rules import INCLUDED, REASONS, PartRules, moments_ms, person_spans
 from portal.vault.keys import configured_master_key, unwrap
 from portal.vault.models import CollectedBatch, DataKey
 from portal.vault.reading import decrypt_batch
@@ -217,6 +217,56 @@ class _Lease:
 
 # --- building one part -----------------------------------------------------------------------
 
+class _Chunk:
+    """Opened batches gathered until a row group's worth, then judged and written together.
+
+    Judging records a batch at a time would cost a dozen small Arrow calls per batch; a chunk
+    of up to :data:`ROW_GROUP_ROWS` records pays them once, and holds no more than that.
+    """
+
+    def __init__(self, rules: PartRules, writer: pq.ParquetWriter) -> None:
+        self.rules = rules
+        self.writer = writer
+        self.tables: list[pa.Table] = []
+        self.owners: list[int] = []
+        self.sizes: list[int] = []
+        self.size = 0
+        self.written = 0
+
+    def add(self, person_id: int, events: pa.Table) -> None:
+        """Add one opened batch of ``person_id``; write the chunk once it is full."""
+        self.tables.append(events)
+        self.owners.append(person_id)
+        self.sizes.append(events.num_rows)
+        self.size += events.num_rows
+        if self.size >= ROW_GROUP_ROWS:
+            self.write()
+
+    def write(self, *, last: bool = False) -> None:
+        """Judge the records gathered, count them per person, write those included."""
+        rules = self.rules
+        if self.tables:
+            events = pa.concat_tables(self.tables)
+            people = np.repeat(np.array(self.owners, dtype=np.int64), self.sizes)
+            moments = moments_ms(events.column("t"))
+            codes = rules.judge(people, events, moments)
+            for person_id, where in person_spans(people):
+                tally = rules.tally(person_id)
+                counted = np.bincount(codes[where] + 2, minlength=len(REASONS) + 2)
+                tally.included += int(counted[INCLUDED + 2])
+                for index in np.flatnonzero(counted[2:]):
+                    tally.excluded[REASONS[index].value] += int(counted[index + 2])
+            included = codes == INCLUDED
+            if included.any():
+                self.writer.write_table(rules.rows(people, events, moments, included),
+                                        row_group_size=ROW_GROUP_ROWS)
+                self.written += int(included.sum())
+            self.tables, self.owners, self.sizes, self.size = [], [], [], 0
+        if last and self.written == 0:
+            # An empty part still has its file, with the columns, so every part reads alike.
+            self.writer.write_table(rules.schema.empty_table())
+
+
 def build_part(part: SnapshotPart, owner: str) -> None:
     """Build one leased part: its file, its counts, and (if it was the last) the snapshot.
 
@@ -233,13 +283,12 @@ def build_part(part: SnapshotPart, owner: str) -> None:
                               DataKey.destroyed_at.is_(None)))}
     person_ids = sorted({data_key.person_id for data_key in keys.values()})
     rules = PartRules(snapshot, key, category, person_ids, now=utcnow())
-    schema = rules.schema
     relative = f"{part.category_key}/part-{part.number:05d}.parquet"
     path = files.snapshot_folder(snapshot) / relative
     path.parent.mkdir(parents=True, exist_ok=True)
     sink = files.EncryptedWriter(path, key, aad=files.file_aad(snapshot, relative))
-    writer = pq.ParquetWriter(pa.PythonFile(sink, mode="w"), schema, compression="zstd")
-    written = 0
+    writer = pq.ParquetWriter(pa.PythonFile(sink, mode="w"), rules.schema,
+                              compression="zstd")
     master = configured_master_key()
     material: tuple[str, bytes] | None = None
     lease = _Lease(part.id, owner)
@@ -253,38 +302,18 @@ def build_part(part: SnapshotPart, owner: str) -> None:
                CollectedBatch.collected_from < snapshot.collected_to)
         .order_by(CollectedBatch.person_id, CollectedBatch.collected_from, CollectedBatch.id)
         .execution_options(yield_per=16))
-    pending: list[pa.Table] = []
-    pending_rows = 0
+    chunk = _Chunk(rules, writer)
     for batch in batches:
         lease.keep()
-        tally = rules.tally(batch.person_id)
         reason = rules.batch_reason(batch.person_id, batch.dss_level, batch.collected_to)
         if reason is not None:
-            tally.excluded[reason.value] += batch.event_count
+            rules.tally(batch.person_id).excluded[reason.value] += batch.event_count
             continue
         if material is None or material[0] != batch.data_key_id:
             material = (batch.data_key_id, unwrap(master, keys[batch.data_key_id]))
-        events = rules.events(decrypt_batch(material[1], batch))
-        moments = moments_ms(events.column("t"))
-        codes = rules.judge(batch.person_id, events, moments)
-        counted = np.bincount(codes[codes >= 0], minlength=len(REASONS))
-        for index in np.flatnonzero(counted):
-            tally.excluded[REASONS[index].value] += int(counted[index])
-        included = codes == INCLUDED
-        count = int(included.sum())
-        if not count:
-            continue
-        tally.included += count
-        written += count
-        pending.append(rules.rows(batch.person_id, events, moments, included))
-        pending_rows += count
-        if pending_rows >= ROW_GROUP_ROWS:
-            writer.write_table(pa.concat_tables(pending), row_group_size=ROW_GROUP_ROWS)
-            pending, pending_rows = [], 0
-    if pending or written == 0:
-        writer.write_table(pa.concat_tables(pending) if pending else schema.empty_table(),
-                           row_group_size=ROW_GROUP_ROWS)
-    _record_part(part, owner, rules, writer, sink, relative, written)
+        chunk.add(batch.person_id, rules.events(decrypt_batch(material[1], batch)))
+    chunk.write(last=True)
+    _record_part(part, owner, rules, writer, sink, relative, chunk.written)
 
 
 def _record_part(part: SnapshotPart, owner: str, rules: PartRules, writer: pq.ParquetWriter,

@@ -377,26 +377,36 @@ class PartRules:
         """Return a batch's events (the JSON the vault sealed) as Arrow columns."""
         return pa.Table.from_pylist(orjson.loads(plain), schema=self.raw_schema)
 
-    def judge(self, person_id: int, events: pa.Table, moments: np.ndarray) -> np.ndarray:
-        """Return each record's code: outside the period, included, or why it stays out."""
+    def judge(self, people: np.ndarray, events: pa.Table, moments: np.ndarray) -> np.ndarray:
+        """Return each record's code: outside the period, included, or why it stays out.
+
+        ``people`` holds each record's person id, the records of one person next to each
+        other (batches come ordered by person); ``moments`` each record's time in ms.
+        """
         codes = np.full(len(moments), INCLUDED, dtype=np.int8)
         codes[(moments < self.period[0]) | (moments >= self.period[1])] = OUTSIDE
 
-        def leave_out(mask: np.ndarray, reason: ExclusionReason) -> None:
-            codes[(codes == INCLUDED) & mask] = REASONS.index(reason)
+        def leave_out(mask: np.ndarray, reason: ExclusionReason,
+                      where: slice = slice(None)) -> None:
+            part = codes[where]
+            part[(part == INCLUDED) & mask] = REASONS.index(reason)
 
-        for hold in self.holds.get(person_id, ()):
-            if hold.covers_category(self.category.key):
-                covered = np.ones(len(moments), dtype=bool)
-                if hold.since is not None:
-                    covered &= moments >= epoch_ms(hold.since)
-                if hold.until is not None:
-                    covered &= moments <= epoch_ms(hold.until)
-                leave_out(covered, ExclusionReason.DELETION_REQUEST)
+        spans = person_spans(people)
+        for person_id, where in spans:
+            for hold in self.holds.get(person_id, ()):
+                if hold.covers_category(self.category.key):
+                    covered = np.ones(where.stop - where.start, dtype=bool)
+                    if hold.since is not None:
+                        covered &= moments[where] >= epoch_ms(hold.since)
+                    if hold.until is not None:
+                        covered &= moments[where] <= epoch_ms(hold.until)
+                    leave_out(covered, ExclusionReason.DELETION_REQUEST, where)
         leave_out(moments < self.cutoff, ExclusionReason.PAST_RETENTION)
         if self.activity:
-            leave_out(self.ratings.near_sensitive(person_id, moments),
-                      ExclusionReason.SENSITIVE_DOCUMENT)
+            for person_id, where in spans:
+                if person_id in self.ratings.sensitive:
+                    leave_out(self.ratings.near_sensitive(person_id, moments[where]),
+                              ExclusionReason.SENSITIVE_DOCUMENT, where)
         if self.colleagues is not None:
             authors = events.column("author").to_pylist()
             self._learn(events, authors)
@@ -426,15 +436,17 @@ class PartRules:
             return self.key.unmatched_pseudonym(name)
         return self.key.pseudonym(person_id)
 
-    def rows(self, person_id: int, events: pa.Table, moments: np.ndarray,
+    def rows(self, people: np.ndarray, events: pa.Table, moments: np.ndarray,
              included: np.ndarray) -> pa.Table:
         """Return the dataset rows of the included records, people under snapshot pseudonyms."""
         kept = events.filter(pa.array(included))
-        count = kept.num_rows
+        owners = people[included]
+        known, index = np.unique(owners, return_inverse=True)
         arrays: list[pa.Array | pa.ChunkedArray] = []
         for name in self.schema.names:
             if name == PERSON_COLUMN:
-                arrays.append(pa.repeat(self.key.pseudonym(person_id), count))
+                arrays.append(pa.array([self.key.pseudonym(int(person_id))
+                                        for person_id in known], pa.string()).take(index))
             elif name == "t":
                 arrays.append(pa.array(moments[included], pa.int64()).cast(
                     pa.timestamp("ms", tz="UTC")))
@@ -442,15 +454,26 @@ class PartRules:
                 arrays.append(pc.cast(kept.column(name), pa.timestamp("us", tz="UTC")).cast(
                     self.schema.field(name).type, safe=False))
             elif self.colleagues is not None and name == "author":
-                arrays.append(pa.array([self.pseudonym_of(person_id, str(author))
-                                        for author in kept.column(name).to_pylist()],
-                                       pa.string()))
+                arrays.append(pa.array([
+                    self.pseudonym_of(int(owner), str(author)) for owner, author
+                    in zip(owners, kept.column(name).to_pylist(), strict=True)], pa.string()))
             elif self.colleagues is not None and name == "participants":
-                arrays.append(pa.array(
-                    [None if names is None else [self.pseudonym_of(person_id, str(each))
-                                                 for each in names]
-                     for names in kept.column(name).to_pylist()],
+                arrays.append(pa.array([
+                    None if names is None else [self.pseudonym_of(int(owner), str(each))
+                                                for each in names]
+                    for owner, names in zip(owners, kept.column(name).to_pylist(),
+                                            strict=True)],
                     self.schema.field(name).type))
             else:
                 arrays.append(kept.column(name))
         return pa.Table.from_arrays(arrays, schema=self.schema)
+
+
+def person_spans(people: np.ndarray) -> list[tuple[int, slice]]:
+    """Return each person's id and the slice of their records (records grouped by person)."""
+    if not len(people):
+        return []
+    starts = np.flatnonzero(np.r_[True, people[1:] != people[:-1]])
+    ends = np.r_[starts[1:], len(people)]
+    return [(int(people[start]), slice(int(start), int(end)))
+            for start, end in zip(starts, ends, strict=True)]
