@@ -323,6 +323,8 @@ def _record_part(part: SnapshotPart, owner: str, rules: PartRules, writer: pq.Pa
     The part's row is locked and its lease checked before the file is closed (which puts it
     in place), so a worker whose lease was taken over never replaces the other's file.
     """
+    # The snapshot's row first, then the part's: every worker takes them in this order.
+    snapshot = db.scalars(_snapshot_locked(part.snapshot_id)).one()
     locked = select(SnapshotPart).where(SnapshotPart.id == part.id)
     if db.get_bind().dialect.name == "postgresql":
         locked = locked.with_for_update()
@@ -350,7 +352,6 @@ def _record_part(part: SnapshotPart, owner: str, rules: PartRules, writer: pq.Pa
     current.lease_expires_at = None
     current.error = ""
     db.flush()
-    snapshot = db.scalars(_snapshot_locked(part.snapshot_id)).one()
     left = db.scalar(select(func.count()).select_from(SnapshotPart)
                      .where(SnapshotPart.snapshot_id == snapshot.id,
                             SnapshotPart.state != PartState.DONE))
@@ -360,11 +361,13 @@ def _record_part(part: SnapshotPart, owner: str, rules: PartRules, writer: pq.Pa
 
 def _snapshot_locked(snapshot_id: int) -> Any:
     # Locked so that two workers finishing the last two parts at once cannot both see the
-    # other's part unfinished (and nobody seal the snapshot) or both seal it.
+    # other's part unfinished (and nobody seal the snapshot) or both seal it. Taken before
+    # the holdings are inserted, and FOR NO KEY UPDATE: their foreign key's KEY SHARE lock on
+    # this row then never meets another worker's lock the other way round (no deadlock).
     query = (select(TrainingSnapshot).where(TrainingSnapshot.id == snapshot_id)
              .execution_options(populate_existing=True))
     if db.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
+        query = query.with_for_update(key_share=True)
     return query
 
 
