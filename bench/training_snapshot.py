@@ -187,7 +187,15 @@ def run_worker(owner: str) -> dict[str, Any]:
     app = create_app()
     with app.app_context():
         started = time.perf_counter()
-        parts = work(owner)
+        if os.environ.get("BENCH_PROFILE"):
+            import cProfile
+            import pstats
+
+            profile = cProfile.Profile()
+            parts = profile.runcall(work, owner)
+            pstats.Stats(profile, stream=sys.stderr).sort_stats("cumulative").print_stats(40)
+        else:
+            parts = work(owner)
         seconds = time.perf_counter() - started
     return {"parts": parts, "seconds": seconds,
             "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -197,7 +205,8 @@ def _workers(env: dict[str, str], count: int) -> tuple[float, list[dict[str, Any
     """Start ``count`` workers at once; return the wall time until all ended, and theirs."""
     started = time.perf_counter()
     processes = [subprocess.Popen([sys.executable, __file__, "--worker", f"worker-{number}"],
-                                  env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+                                  env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                                  stderr=None if count == 1 else subprocess.DEVNULL)
                  for number in range(count)]
     reports = []
     for process in processes:

@@ -38,7 +38,14 @@ from portal.training.models import (
     SnapshotState,
     TrainingSnapshot,
 )
-from portal.training.rules import INCLUDED, REASONS, PartRules, moments_ms, person_spans
+from portal.training.rules import (
+    INCLUDED,
+    REASONS,
+    PartRules,
+    live_keys,
+    moments_ms,
+    person_spans,
+)
 from portal.vault.keys import configured_master_key, unwrap
 from portal.vault.models import CollectedBatch, DataKey
 from portal.vault.reading import decrypt_batch
@@ -227,27 +234,25 @@ class _Chunk:
     def __init__(self, rules: PartRules, writer: pq.ParquetWriter) -> None:
         self.rules = rules
         self.writer = writer
-        self.tables: list[pa.Table] = []
+        self.batches: list[bytes] = []
         self.owners: list[int] = []
-        self.sizes: list[int] = []
         self.size = 0
         self.written = 0
 
-    def add(self, person_id: int, events: pa.Table) -> None:
-        """Add one opened batch of ``person_id``; write the chunk once it is full."""
-        self.tables.append(events)
+    def add(self, person_id: int, plain: bytes, count: int) -> None:
+        """Add one opened batch of ``person_id`` (``count`` events); write once full."""
+        self.batches.append(plain)
         self.owners.append(person_id)
-        self.sizes.append(events.num_rows)
-        self.size += events.num_rows
+        self.size += count
         if self.size >= ROW_GROUP_ROWS:
             self.write()
 
     def write(self, *, last: bool = False) -> None:
         """Judge the records gathered, count them per person, write those included."""
         rules = self.rules
-        if self.tables:
-            events = pa.concat_tables(self.tables)
-            people = np.repeat(np.array(self.owners, dtype=np.int64), self.sizes)
+        if self.batches:
+            events, counts = rules.events(self.batches)
+            people = np.repeat(np.array(self.owners, dtype=np.int64), counts)
             moments = moments_ms(events.column("t"))
             codes = rules.judge(people, events, moments)
             for person_id, where in person_spans(people):
@@ -261,7 +266,7 @@ class _Chunk:
                 self.writer.write_table(rules.rows(people, events, moments, included),
                                         row_group_size=ROW_GROUP_ROWS)
                 self.written += int(included.sum())
-            self.tables, self.owners, self.sizes, self.size = [], [], [], 0
+            self.batches, self.owners, self.size = [], [], 0
         if last and self.written == 0:
             # An empty part still has its file, with the columns, so every part reads alike.
             self.writer.write_table(rules.schema.empty_table())
@@ -276,12 +281,13 @@ def build_part(part: SnapshotPart, owner: str) -> None:
     snapshot = part.snapshot
     key = open_snapshot_key(snapshot)
     category = db.get_one(Category, part.category_key)
-    keys = {data_key.id: data_key for data_key in db.scalars(
-        select(DataKey).where(DataKey.category_key == part.category_key,
-                              DataKey.person_id.between(part.first_person_id,
-                                                        part.last_person_id),
-                              DataKey.destroyed_at.is_(None)))}
-    person_ids = sorted({data_key.person_id for data_key in keys.values()})
+    person_ids = list(db.scalars(
+        select(DataKey.person_id).where(DataKey.category_key == part.category_key,
+                                        DataKey.person_id.between(part.first_person_id,
+                                                                  part.last_person_id),
+                                        DataKey.destroyed_at.is_(None))
+        .order_by(DataKey.person_id)))
+    keys = live_keys(person_ids, part.category_key)
     rules = PartRules(snapshot, key, category, person_ids, now=utcnow())
     relative = f"{part.category_key}/part-{part.number:05d}.parquet"
     path = files.snapshot_folder(snapshot) / relative
@@ -311,7 +317,7 @@ def build_part(part: SnapshotPart, owner: str) -> None:
             continue
         if material is None or material[0] != batch.data_key_id:
             material = (batch.data_key_id, unwrap(master, keys[batch.data_key_id]))
-        chunk.add(batch.person_id, rules.events(decrypt_batch(material[1], batch)))
+        chunk.add(batch.person_id, decrypt_batch(material[1], batch), batch.event_count)
     chunk.write(last=True)
     _record_part(part, owner, rules, writer, sink, relative, chunk.written)
 

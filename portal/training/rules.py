@@ -21,15 +21,16 @@ its holds here (:func:`register_deletion_holds`).
 from __future__ import annotations
 
 import datetime as dt
+import io
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.json as pa_json
 from flask import Flask, current_app
 from sqlalchemy import select
 
@@ -40,8 +41,7 @@ from portal.db import db
 from portal.training.keys import SnapshotKey
 from portal.training.models import ExclusionReason, TrainingSnapshot
 from portal.training.schema import PERSON_COLUMN, arrow_schema
-from portal.vault.checks import parse_timestamp
-from portal.vault.keys import configured_master_key, unwrap
+from portal.vault.keys import LiveKey, configured_master_key, unwrap
 from portal.vault.models import CollectedBatch, DataKey
 from portal.vault.reading import decrypt_batch
 
@@ -212,9 +212,48 @@ def moments_ms(times: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
     Sub-millisecond digits are cut, as in the dataset's ``t`` column.
     """
+    if isinstance(times, pa.ChunkedArray):
+        times = times.combine_chunks()
     parsed = pc.cast(times, pa.timestamp("us", tz="UTC")).cast(
         pa.timestamp("ms", tz="UTC"), safe=False).cast(pa.int64())
     return np.asarray(parsed.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+#: The columns of a ratings batch the window rule reads, as :func:`wrapped_events` reads them.
+_RATING_FIELDS = pa.schema([("t", pa.string()), ("dss_level", pa.int64())])
+#: How many opened ratings batches are read into columns at once.
+_RATINGS_AT_ONCE = 4096
+
+
+def live_keys(person_ids: Sequence[int], category_key: str) -> dict[str, LiveKey]:
+    """Return the live data keys of ``person_ids`` for a category, by id (plain rows)."""
+    if not person_ids:
+        return {}
+    return {row.id: LiveKey(*row) for row in db.execute(
+        select(DataKey.id, DataKey.person_id, DataKey.category_key, DataKey.master_key_id,
+               DataKey.wrapped_key)
+        .where(DataKey.person_id.in_(person_ids), DataKey.category_key == category_key,
+               DataKey.destroyed_at.is_(None)))}
+
+
+def wrapped_events(batches: Sequence[bytes], fields: pa.Schema) -> tuple[pa.Table, np.ndarray]:
+    """Return the events of opened batches as Arrow columns, and each batch's count.
+
+    Each batch's plaintext is the canonical JSON array the vault sealed (compact: no line
+    break, strings escaped), so ``{"e":[...]}`` makes one line of it, and Arrow's JSON
+    reader turns many batches into columns at once, in C++: no Python object per event.
+    Fields without a column are left out; missing ones are null.
+    """
+    lines = b"\n".join(b'{"e":' + plain + b"}" for plain in batches)
+    table = pa_json.read_json(
+        io.BytesIO(lines), read_options=pa_json.ReadOptions(block_size=1 << 22),
+        parse_options=pa_json.ParseOptions(
+            explicit_schema=pa.schema([("e", pa.list_(pa.struct(list(fields))))]),
+            unexpected_field_behavior="ignore"))
+    nested = table.column("e").combine_chunks()
+    counts = np.asarray(nested.value_lengths().fill_null(0).to_numpy(zero_copy_only=False),
+                        dtype=np.int64)
+    return pa.Table.from_struct_array(nested.flatten()), counts
 
 
 def read_ratings(snapshot: TrainingSnapshot, person_ids: Sequence[int]) -> Ratings:
@@ -223,36 +262,50 @@ def read_ratings(snapshot: TrainingSnapshot, person_ids: Sequence[int]) -> Ratin
     Only the moments and levels are kept, never a document id.
     """
     ratings = Ratings(objected=objecting(RATINGS, person_ids))
-    if not person_ids:
-        return ratings
-    since, until = snapshot.collected_from - WINDOW, snapshot.collected_to + WINDOW
-    master = configured_master_key()
-    keys = {key.id: key for key in db.scalars(
-        select(DataKey).where(DataKey.person_id.in_(person_ids), DataKey.category_key == RATINGS,
-                              DataKey.destroyed_at.is_(None)))}
+    keys = live_keys(person_ids, RATINGS)
     if not keys:
         return ratings
+    since, until = snapshot.collected_from - WINDOW, snapshot.collected_to + WINDOW
+    bounds = (epoch_ms(since), epoch_ms(until))
+    master = configured_master_key()
     rows = db.execute(
         select(CollectedBatch.public_id, CollectedBatch.person_id, CollectedBatch.category_key,
                CollectedBatch.data_key_id, CollectedBatch.nonce, CollectedBatch.ciphertext)
         .where(CollectedBatch.data_key_id.in_(list(keys)),
                CollectedBatch.collected_to >= since, CollectedBatch.collected_from <= until)
         .order_by(CollectedBatch.person_id, CollectedBatch.id)
-        .execution_options(yield_per=16))
-    materials: dict[str, bytes] = {}
-    sensitive: dict[int, list[int]] = {}
+        .execution_options(yield_per=256))
+    sensitive: dict[int, list[np.ndarray]] = {}
+    opened: list[bytes] = []
+    owners: list[int] = []
+
+    def take_in() -> None:
+        events, counts = wrapped_events(opened, _RATING_FIELDS)
+        people = np.repeat(np.array(owners, dtype=np.int64), counts)
+        moments = moments_ms(events.column("t"))
+        levels = np.asarray(events.column("dss_level").combine_chunks().fill_null(0)
+                            .to_numpy(zero_copy_only=False))
+        inside = (moments >= bounds[0]) & (moments <= bounds[1])
+        ratings.rated.update(int(person_id) for person_id in np.unique(people[inside]))
+        flagged = inside & np.isin(levels, list(SENSITIVE_LEVELS))
+        flagged_moments = moments[flagged]
+        for person_id, where in person_spans(people[flagged]):
+            sensitive.setdefault(person_id, []).append(flagged_moments[where])
+        opened.clear()
+        owners.clear()
+
+    material: tuple[str, bytes] | None = None
     for row in rows:
-        if row.data_key_id not in materials:
-            materials = {row.data_key_id: unwrap(master, keys[row.data_key_id])}
-        for event in orjson.loads(decrypt_batch(materials[row.data_key_id], row)):
-            moment = parse_timestamp(str(event.get("t", "")))
-            if moment is None or not since <= moment <= until:
-                continue
-            ratings.rated.add(row.person_id)
-            if event.get("dss_level") in SENSITIVE_LEVELS:
-                sensitive.setdefault(row.person_id, []).append(epoch_ms(moment))
-    ratings.sensitive = {person_id: np.array(sorted(moments), dtype=np.int64)
-                         for person_id, moments in sensitive.items()}
+        if material is None or material[0] != row.data_key_id:
+            material = (row.data_key_id, unwrap(master, keys[row.data_key_id]))
+        opened.append(decrypt_batch(material[1], row))
+        owners.append(row.person_id)
+        if len(opened) >= _RATINGS_AT_ONCE:
+            take_in()
+    if opened:
+        take_in()
+    ratings.sensitive = {person_id: np.sort(np.concatenate(parts))
+                         for person_id, parts in sensitive.items()}
     return ratings
 
 
@@ -333,7 +386,8 @@ class PartRules:
         self.schema = arrow_schema(category.event_schema)
         # As the vault holds them: times are still strings, no person column yet.
         self.raw_schema = pa.schema([
-            pa.field(field.name, pa.string()) if pa.types.is_timestamp(field.type) else field
+            pa.field(field.name, pa.string() if pa.types.is_timestamp(field.type)
+                     else field.type)
             for field in self.schema if field.name != PERSON_COLUMN])
         self.period = (epoch_ms(snapshot.collected_from), epoch_ms(snapshot.collected_to))
         self.cutoff_time = now - dt.timedelta(days=category.retention_days)
@@ -373,9 +427,9 @@ class PartRules:
                 return ExclusionReason.RATINGS_MISSING
         return None
 
-    def events(self, plain: bytes) -> pa.Table:
-        """Return a batch's events (the JSON the vault sealed) as Arrow columns."""
-        return pa.Table.from_pylist(orjson.loads(plain), schema=self.raw_schema)
+    def events(self, batches: Sequence[bytes]) -> tuple[pa.Table, np.ndarray]:
+        """Return the events of opened batches as Arrow columns, and each batch's count."""
+        return wrapped_events(batches, self.raw_schema)
 
     def judge(self, people: np.ndarray, events: pa.Table, moments: np.ndarray) -> np.ndarray:
         """Return each record's code: outside the period, included, or why it stays out.
