@@ -357,6 +357,7 @@ def main() -> None:
           f"({tenth_report['totals']['included']:,} rows) | +{difference:.0f} MB "
           f"| within {MEMORY_GOAL_MB} MB: {'met' if difference <= MEMORY_GOAL_MB else 'NOT met'} |")
     print()
+    print(f"Load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.")
     print(f"Rows: {rows:,} copied to the baseline's table; left out: "
           f"{json.dumps(totals['excluded'])}; two workers built "
           f"{[report['parts'] for report in two]} parts; baseline Parquet "
