@@ -12,6 +12,8 @@ and the state ``ready`` are written together, so a snapshot is never ready half-
 from __future__ import annotations
 
 import datetime as dt
+import importlib
+import importlib.util
 import logging
 import os
 import socket
@@ -50,10 +52,11 @@ from portal.vault.keys import configured_master_key, unwrap
 from portal.vault.models import CollectedBatch, DataKey
 from portal.vault.reading import decrypt_batch
 
-try:  # MERGE(H2): portal.training.manifest comes with H2's branch; drop this guard then.
-    from portal.training import manifest as _manifest
-except ImportError:  # pragma: no cover - only until the merge
-    _manifest = None  # type: ignore[assignment]
+# MERGE(H2): portal.training.manifest comes with H2's branch; then import it plainly and drop
+# this guard. Looked up by name (not ``except ImportError``), so that a manifest module that
+# exists but fails to import stops the build instead of leaving snapshots unsealed.
+_manifest: Any = (importlib.import_module("portal.training.manifest")
+                  if importlib.util.find_spec("portal.training.manifest") else None)
 
 log = logging.getLogger(__name__)
 
