@@ -220,9 +220,8 @@ def build_with(workers: int, env: dict[str, str]) -> tuple[float, list[float]]:
 
 def worker(owner: str) -> None:
     """Build queued snapshot parts until none is left; print the peak memory as JSON."""
-    from portal.training.build import work
-
     from portal import create_app
+    from portal.training.build import work
 
     app = create_app()
     with app.app_context():

@@ -134,6 +134,12 @@ class Settings(BaseModel):
     # (SSRF). Turn on only for a collector on the same host or network (development, tests).
     WEBHOOK_ALLOW_PRIVATE_NETWORKS: bool = False
 
+    # Training snapshots are built in parts of this many people (per category), which worker
+    # processes (`portal training work`) take with a lease of this many seconds; a worker that
+    # dies loses its part when the lease ends and another builds it again.
+    TRAINING_PART_PEOPLE: int = Field(default=2000, ge=1, le=1_000_000)
+    TRAINING_PART_LEASE_SECONDS: int = Field(default=300, ge=5, le=24 * 3600)
+
     # HR's aggregates hide any group smaller than this, so nobody's choice can be inferred.
     HR_MIN_GROUP_SIZE: int = Field(default=5, ge=2, le=1000)
 

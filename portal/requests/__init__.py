@@ -58,8 +58,10 @@ def init_app(app: Flask) -> None:
     from portal.observability.metrics import DeadlineKind, register_deadline_kind
     from portal.requests.certificate import CERTIFICATE_TYPE, check_certificate
     from portal.requests.cli import requests_group
+    from portal.requests.holds import deletion_holds
     from portal.requests.models import DeletionRequest, RequestState
     from portal.requests.views import bp, dpo_bp
+    from portal.training.rules import register_deletion_holds
 
     app.register_blueprint(bp)
     app.register_blueprint(dpo_bp)
@@ -71,6 +73,8 @@ def init_app(app: Flask) -> None:
         "objection", Objection, (ObjectionState.RECEIVED.value, ObjectionState.EXTENDED.value)))
     # `portal receipts verify` checks certificates of deletion too.
     register_document_check(app, CERTIFICATE_TYPE, check_certificate)
+    # Training snapshots leave out what a pending or approved deletion request covers.
+    register_deletion_holds(app, deletion_holds)
     register_section(app, DownloadSection(
         key="requests",
         # i18n: a folder of the person's data download

@@ -50,6 +50,17 @@ class SnapshotKey:
                           hashlib.sha256).hexdigest()
         return "s-" + digest[:16]
 
+    def unmatched_pseudonym(self, name: str) -> str:
+        """Return a snapshot pseudonym for a workplace pseudonym that names nobody.
+
+        A conversation may name someone the portal does not know (a former colleague): the
+        name is still replaced, by a keyed hash under this snapshot's key, so no workplace
+        pseudonym reaches a dataset. Prefixed so it can never equal a person's pseudonym.
+        """
+        digest = hmac.new(self._pseudonym_key, b"workplace:" + name.encode("utf-8"),
+                          hashlib.sha256).hexdigest()
+        return "s-" + digest[:16]
+
 
 def _derive(material: bytes, label: bytes) -> bytes:
     return HKDF(algorithm=SHA256(), length=32, salt=None,
