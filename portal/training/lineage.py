@@ -5,8 +5,8 @@ records is marked outdated (per holding, and on the snapshot) and its client is 
 signed webhook and in its changes feed, without learning who or how many. Retiring a
 snapshot destroys its key (so every copy of its files and pseudonyms becomes unreadable),
 removes its files and issues a signed certificate of retirement; each person it held sees
-the retirement in their access log. The person's page and the certificate of deletion read
-here which snapshots and models hold their records.
+the retirement in their access log. Which snapshots and models hold a person's records is
+read in :mod:`portal.training.overview`.
 
 This is what keeps the notice's promise about training honest: what was withdrawn is not
 used in any new snapshot (the rules, :mod:`portal.training.rules`), snapshots already made
@@ -20,7 +20,7 @@ import datetime as dt
 import shutil
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +41,10 @@ from portal.training.models import (
     SnapshotEventKind,
     SnapshotHolding,
     SnapshotState,
-    TrainedModel,
-    TrainedModelSnapshot,
     TrainingClient,
     TrainingSnapshot,
 )
+from portal.training.overview import ModelTrained, models_trained_on
 
 CERTIFICATE_TYPE = "training-retirement-certificate"
 CERTIFICATE_VERSION = 1
@@ -312,7 +311,7 @@ def retire_snapshot(snapshot: TrainingSnapshot, *, by: str,
     snapshot.retired_by = by[:255]
     db.flush()
     claims = build_certificate(snapshot, files=files,
-                               models=models_trained_on([snapshot.id]).get(snapshot.id, []),
+                               models=models_trained_on([snapshot.id])[snapshot.id],
                                certificate_id=str(uuid.uuid4()), issued_at=now)
     snapshot.certificate_jws = receipts.sign_document(claims)
     db.flush()
@@ -323,7 +322,7 @@ def retire_snapshot(snapshot: TrainingSnapshot, *, by: str,
 
 
 def build_certificate(snapshot: TrainingSnapshot, *, files: list[dict[str, Any]],
-                      models: Sequence[TrainedModel], certificate_id: str,
+                      models: Sequence[ModelTrained], certificate_id: str,
                       issued_at: dt.datetime) -> dict[str, Any]:
     """Return the claims of a snapshot's certificate of retirement (no person named)."""
     base_url = str(current_app.config["BASE_URL"])
@@ -403,80 +402,6 @@ def retire_expired_snapshots(*, now: dt.datetime | None = None,
         retire_snapshot(snapshot, by=by, role=AuditRole.SYSTEM)
         retired.append(snapshot.number)
     return retired
-
-
-# --- what the person's page and the certificate of deletion read ---------------------------
-
-@dataclass(frozen=True)
-class HeldIn:
-    """How many of a person's records of one category a snapshot holds, and what became of it."""
-
-    snapshot: TrainingSnapshot
-    category_key: str
-    included: int
-    excluded: dict[str, int]
-    outdated_at: dt.datetime | None
-    outdated_reason: OutdatedReason | None
-
-    @property
-    def outdated(self) -> bool:
-        """Say whether the person's withdrawal, objection or erasure reached this holding."""
-        return self.outdated_at is not None
-
-
-def snapshots_holding(person_id: int) -> list[HeldIn]:
-    """Return every snapshot row about the person, newest snapshot first, then by category.
-
-    Retired snapshots are listed too (their state says so): the person should see that
-    their records were once in them, and that they are gone.
-    """
-    rows = db.execute(select(SnapshotHolding, TrainingSnapshot)
-                      .join(TrainingSnapshot, TrainingSnapshot.id == SnapshotHolding.snapshot_id)
-                      .where(SnapshotHolding.person_id == person_id)
-                      .order_by(TrainingSnapshot.number.desc(), SnapshotHolding.category_key))
-    return [HeldIn(snapshot, holding.category_key, holding.included, dict(holding.excluded or {}),
-                   holding.outdated_at, holding.outdated_reason) for holding, snapshot in rows]
-
-
-def models_trained_on(snapshot_ids: Iterable[int]) -> dict[int, list[TrainedModel]]:
-    """Return, per snapshot id, the models registered as trained on it (oldest first)."""
-    wanted = sorted(set(snapshot_ids))
-    found: dict[int, list[TrainedModel]] = {snapshot_id: [] for snapshot_id in wanted}
-    if not wanted:
-        return found
-    rows = db.execute(select(TrainedModelSnapshot.snapshot_id, TrainedModel)
-                      .join(TrainedModel, TrainedModel.id == TrainedModelSnapshot.model_id)
-                      .where(TrainedModelSnapshot.snapshot_id.in_(wanted))
-                      .order_by(TrainedModel.registered_at, TrainedModel.id))
-    for snapshot_id, model in rows:
-        found[snapshot_id].append(model)
-    return found
-
-
-@dataclass(frozen=True)
-class SnapshotLineage:
-    """A snapshot that held some of a person's records, and the models trained on it."""
-
-    snapshot: TrainingSnapshot
-    categories: dict[str, int]  # category key -> the person's records included
-    models: list[TrainedModel] = field(default_factory=list)
-
-
-def snapshots_for_certificate(person_id: int) -> list[SnapshotLineage]:
-    """Return the snapshots that held any of the person's records (included), with models.
-
-    For the certificate of deletion: what of the person had reached training, and where.
-    """
-    per_snapshot: dict[int, tuple[TrainingSnapshot, dict[str, int]]] = {}
-    for held in snapshots_holding(person_id):
-        if held.included <= 0:
-            continue
-        entry = per_snapshot.setdefault(held.snapshot.id, (held.snapshot, {}))
-        entry[1][held.category_key] = held.included
-    models = models_trained_on(per_snapshot)
-    return [SnapshotLineage(snapshot, categories, models.get(snapshot.id, []))
-            for snapshot, categories in sorted(per_snapshot.values(),
-                                               key=lambda item: item[0].number)]
 
 
 # --- the changes feed ----------------------------------------------------------------------

@@ -39,10 +39,10 @@ OUTDATED = "outdated"
 class ModelTrained:
     """A model a training client registered as trained on a dataset."""
 
+    public_id: str
     name: str
     version: str
     registered_at: dt.datetime
-    snapshot_numbers: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -168,22 +168,23 @@ def _excluded_from_holdings(snapshot_id: int) -> dict[str, int]:
 
 
 def models_trained_on(snapshot_ids: Iterable[int]) -> dict[int, list[ModelTrained]]:
-    """Return the models trained on each of the snapshots, oldest registration first."""
-    ids = list(set(snapshot_ids))
-    if not ids:
-        return {}
+    """Return, per snapshot id, the models registered as trained on it, oldest first.
+
+    Every id asked for is a key (with no models, an empty list).
+    """
+    wanted = sorted(set(snapshot_ids))
+    found: dict[int, list[ModelTrained]] = {snapshot_id: [] for snapshot_id in wanted}
+    if not wanted:
+        return found
     rows = db.execute(
         select(TrainedModelSnapshot.snapshot_id, TrainedModel)
         .join(TrainedModel, TrainedModel.id == TrainedModelSnapshot.model_id)
-        .where(TrainedModelSnapshot.snapshot_id.in_(ids))
-        .order_by(TrainedModel.registered_at, TrainedModel.id)).all()
-    numbers = dict(db.execute(select(TrainingSnapshot.id, TrainingSnapshot.number)
-                              .where(TrainingSnapshot.id.in_(ids))).all())
-    found: dict[int, list[ModelTrained]] = defaultdict(list)
+        .where(TrainedModelSnapshot.snapshot_id.in_(wanted))
+        .order_by(TrainedModel.registered_at, TrainedModel.id))
     for snapshot_id, model in rows:
-        found[snapshot_id].append(ModelTrained(model.name, model.version, model.registered_at,
-                                               (numbers[snapshot_id],)))
-    return dict(found)
+        found[snapshot_id].append(ModelTrained(model.public_id, model.name, model.version,
+                                               model.registered_at))
+    return found
 
 
 def describe_training_for(person_id: int, language: str) -> list[DatasetHeld]:

@@ -17,6 +17,7 @@ from portal.auth.models import Person
 from portal.catalog.notices import find_section
 from portal.catalog.objections import file_objection
 from portal.db import commit, db, utcnow
+from portal.requests.certificate import training_lineage
 from portal.training import lineage
 from portal.training.models import (
     OutdatedReason,
@@ -25,6 +26,7 @@ from portal.training.models import (
     SnapshotState,
     TrainingSnapshot,
 )
+from portal.training.overview import describe_training_for, models_trained_on
 from portal.vault.erasure import delete_batches, destroy_data_keys, purge_expired
 from tests.support.batches import keystroke_events
 from tests.support.consent import Chooser
@@ -262,9 +264,10 @@ def test_the_promise_withdrawal_reaches_training_and_the_client_is_told_signed_w
         [change] = lineage.list_snapshot_changes(training, 0, 10)
         assert str(change.cursor) == payload["data"]["cursor"]
         # The person's page: still held (models keep what they learned), and marked.
-        [held] = lineage.snapshots_holding(person_id)
-        assert (held.included, held.outdated) == (1234, True)
-        [model] = lineage.models_trained_on([snapshot_id])[snapshot_id]
+        [dataset] = describe_training_for(person_id, "en")
+        [held] = dataset.categories
+        assert (held.included, held.outdated_at is not None) == (1234, True)
+        [model] = models_trained_on([snapshot_id])[snapshot_id]
         assert model.name == "assistant"
 
 
@@ -344,14 +347,19 @@ def test_what_the_person_page_and_the_certificate_of_deletion_read(
     untouched = create_snapshot(training, {(blake.id, KEYS): 1})
     model = create_model(training, [early, late], name="assistant", version="2")
     commit()
-    held = lineage.snapshots_holding(alex.id)
-    assert [(row.snapshot.number, row.category_key, row.included, row.excluded)
-            for row in held] == [(late.number, KEYS, 2, {}), (early.number, KEYS, 5, {}),
-                                 (early.number, "pointer", 0, {"no_consent": 3})]
-    trained = lineage.models_trained_on([early.id, untouched.id])
-    assert [found.id for found in trained[early.id]] == [model.id]
+    datasets = describe_training_for(alex.id, "en")
+    assert [(dataset.number, [(held.key, held.included, held.excluded)
+                              for held in dataset.categories])
+            for dataset in datasets] == [
+        (late.number, [(KEYS, 2, [])]),
+        (early.number, [(KEYS, 5, []), ("pointer", 0, [("no_consent", 3)])])]
+    assert [[found.public_id for found in dataset.models] for dataset in datasets] == [
+        [model.public_id], [model.public_id]]
+    trained = models_trained_on([early.id, untouched.id])
+    assert [found.public_id for found in trained[early.id]] == [model.public_id]
     assert trained[untouched.id] == []
-    certificate = lineage.snapshots_for_certificate(alex.id)
-    assert [(item.snapshot.number, item.categories, [found.id for found in item.models])
-            for item in certificate] == [(early.number, {KEYS: 5}, [model.id]),
-                                         (late.number, {KEYS: 2}, [model.id])]
+    certificate = training_lineage(alex.id)
+    assert [(item["number"], item["records"]) for item in certificate["snapshots"]] == [
+        (late.number, {KEYS: 2}), (early.number, {KEYS: 5})]
+    assert [(item["name"], item["version"], item["snapshots"])
+            for item in certificate["models"]] == [("assistant", "2", [late.number, early.number])]
