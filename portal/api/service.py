@@ -84,12 +84,28 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def new_webhook_secret() -> str:
+    """Return a new webhook secret (shown once, stored sealed).
+
+    The Standard Webhooks form (``whsec_`` and base64), so collectors and training clients
+    can check signatures with its libraries.
+    """
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+
+
+def webhook_url_problem(webhook_url: str) -> str | None:
+    """Return why a webhook URL (stripped, not empty) cannot be registered, or ``None``."""
+    parts = urlsplit(webhook_url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname or len(webhook_url) > 2048:
+        return "must be an http:// or https:// URL of at most 2048 characters"
+    return webhook_url_refusal(webhook_url)
+
+
 def register_collector(name: str, categories: Iterable[str], *,
                        webhook_url: str = "") -> tuple[Collector, str, str]:
     """Register a collector; return it with its token and webhook secret (shown once)."""
     token = secrets.token_urlsafe(32)
-    # The Standard Webhooks form, so collectors can check signatures with its libraries.
-    webhook_secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+    webhook_secret = new_webhook_secret()
     collector = Collector(name=name, categories=sorted(set(categories)), webhook_url=webhook_url,
                           webhook_secret_sealed=seal_secret(webhook_secret),
                           token_hash=hash_token(token))
@@ -145,13 +161,8 @@ def create_collector(name: str, categories: Iterable[str], *,
         problems["categories"] = ("are not in the catalog in force: " + ", ".join(unknown)
                                   + " (known: " + ", ".join(sorted(known)) + ")")
     webhook_url = webhook_url.strip()
-    if webhook_url:
-        parts = urlsplit(webhook_url)
-        if parts.scheme not in {"http", "https"} or not parts.hostname or len(webhook_url) > 2048:
-            problems["webhook_url"] = ("must be an http:// or https:// URL of at most 2048 "
-                                       "characters")
-        elif refusal := webhook_url_refusal(webhook_url):
-            problems["webhook_url"] = refusal
+    if webhook_url and (problem := webhook_url_problem(webhook_url)):
+        problems["webhook_url"] = problem
     if problems:
         raise CollectorRefused(problems)
     return register_collector(name, keys, webhook_url=webhook_url)

@@ -9,18 +9,23 @@ only flush; the request or the command commits.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import secrets
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from portal.api.service import MAX_TOKEN_LENGTH, hash_token, open_secret, seal_secret
+from portal.api.service import (
+    MAX_TOKEN_LENGTH,
+    hash_token,
+    new_webhook_secret,
+    open_secret,
+    seal_secret,
+    webhook_url_problem,
+)
 from portal.audit.models import AuditAction, AuditRole
 from portal.audit.service import record
 from portal.catalog.models import CategoryNotice, NoticeVersion
@@ -36,7 +41,6 @@ from portal.training.models import (
     TrainingScope,
     TrainingSnapshot,
 )
-from portal.webhook_urls import webhook_url_refusal
 
 MAX_NAME_LENGTH = 100
 MAX_MODEL_NAME_LENGTH = 255
@@ -100,18 +104,12 @@ def create_client(name: str, *, purposes: Iterable[str], scopes: Iterable[str | 
         problems["scopes"] = ("are not scopes of the training API: " + ", ".join(unknown)
                               + " (known: " + ", ".join(all_scopes) + ")")
     webhook_url = webhook_url.strip()
-    if webhook_url:
-        parts = urlsplit(webhook_url)
-        if parts.scheme not in {"http", "https"} or not parts.hostname or len(webhook_url) > 2048:
-            problems["webhook_url"] = ("must be an http:// or https:// URL of at most 2048 "
-                                       "characters")
-        elif refusal := webhook_url_refusal(webhook_url):
-            problems["webhook_url"] = refusal
+    if webhook_url and (problem := webhook_url_problem(webhook_url)):
+        problems["webhook_url"] = problem
     if problems:
         raise ClientRefused(problems)
     token = secrets.token_urlsafe(32)
-    # The Standard Webhooks form, as for collectors: the same libraries check both.
-    webhook_secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+    webhook_secret = new_webhook_secret()
     client = TrainingClient(
         name=name, purposes=keys, scopes=[scope for scope in all_scopes if scope in scope_values],
         webhook_url=webhook_url, webhook_secret_sealed=seal_secret(webhook_secret),
