@@ -26,11 +26,11 @@ MAX_CHANGES = 1000
 MAX_CURSOR_DIGITS = 18
 #: Cursors are ledger positions, stored as 32-bit integers: none can lie beyond this one.
 LAST_POSITION = 2**31 - 1
-_TIME_HINT = "must be a date and time with its time zone (RFC 3339), such as 2026-03-02T09:14:07Z"
+TIME_HINT = "must be a date and time with its time zone (RFC 3339), such as 2026-03-02T09:14:07Z"
 
 
 # Subjects and category keys are printable; a NUL would also be refused by PostgreSQL.
-_CONTROL = re.compile("[\x00-\x1f\x7f]")
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f]")
 
 
 def _text(body: Mapping[str, Any], name: str, limit: int, path: str,
@@ -42,7 +42,7 @@ def _text(body: Mapping[str, Any], name: str, limit: int, path: str,
         problems.append((path + name, "must be a string"))
     elif not value or len(value) > limit:
         problems.append((path + name, f"must be 1 to {limit} characters long"))
-    elif _CONTROL.search(value):
+    elif CONTROL_CHARACTERS.search(value):
         problems.append((path + name, "must not contain control characters"))
     else:
         return value
@@ -64,13 +64,14 @@ def _moment(body: Mapping[str, Any], name: str, problems: list[tuple[str, str]],
     elif value is None and nullable:
         return None
     elif not isinstance(value, str) or (parsed := parse_timestamp(value)) is None:
-        problems.append((f"$.{name}", _TIME_HINT + (", or null" if nullable else "")))
+        problems.append((f"$.{name}", TIME_HINT + (", or null" if nullable else "")))
     else:
         return parsed
     return None
 
 
-def _object(body: object, allowed: frozenset[str]) -> Mapping[str, Any]:
+def json_object(body: object, allowed: frozenset[str]) -> Mapping[str, Any]:
+    """Return ``body`` if it is a JSON object with no field but ``allowed``; refuse with 400."""
     if not isinstance(body, dict):
         raise invalid([("$", "must be a JSON object")])
     unknown = sorted(str(name) for name in body if name not in allowed)
@@ -101,7 +102,7 @@ def parse_batch(body: object) -> BatchRequest:
 
     :raise ApiError: 400 naming every missing, unknown or mistyped field.
     """
-    fields = _object(body, BATCH_FIELDS)
+    fields = json_object(body, BATCH_FIELDS)
     problems: list[tuple[str, str]] = []
     subject, category_key = _subject_and_category(fields, "$.", problems)
     start = _moment(fields, "collected_from", problems)
@@ -141,7 +142,7 @@ def parse_acknowledgement(body: object) -> AcknowledgementRequest:
 
     :raise ApiError: 400 naming every missing, unknown or mistyped field.
     """
-    fields = _object(body, ACKNOWLEDGEMENT_FIELDS)
+    fields = json_object(body, ACKNOWLEDGEMENT_FIELDS)
     problems: list[tuple[str, str]] = []
     subject, category_key = _subject_and_category(fields, "$.", problems)
     cursor = _cursor(fields.get("change_cursor"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zlib
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -68,12 +69,14 @@ ERROR_CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 40
 
 # --- plumbing --------------------------------------------------------------------------------
 
-def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(data), status=status, headers=headers,
+def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None,
+                  ) -> Response:
+    """Return ``data`` as the API's JSON answer."""
+    return Response(orjson.dumps(data), status=status, headers=dict(headers or {}),
                     mimetype="application/json")
 
 
-def _time(moment: dt.datetime | None) -> str | None:
+def format_api_time(moment: dt.datetime | None) -> str | None:
     """Write a time as RFC 3339 in UTC, to the millisecond, as collectors write theirs."""
     if moment is None:
         return None
@@ -168,7 +171,7 @@ def _authenticate() -> None:
 @bp.errorhandler(ApiError)
 def _refused(error: ApiError) -> Response:
     metrics.count_refused_batch(error.code)
-    return _json(error.body(), error.status, error.headers)
+    return json_response(error.body(), error.status, error.headers)
 
 
 @bp.errorhandler(HTTPException)
@@ -179,7 +182,7 @@ def _http_error(error: HTTPException) -> Response:
     message = str(error.description or error.name)
     if status == 413:
         message = _too_large(max_body_bytes()).message
-    return _json({"error": code, "message": message}, status)
+    return json_response({"error": code, "message": message}, status)
 
 
 # --- the API ---------------------------------------------------------------------------------
@@ -187,7 +190,7 @@ def _http_error(error: HTTPException) -> Response:
 @bp.get("/openapi.json")
 def openapi_document() -> Response:
     """Return the OpenAPI 3.1 document of this API (no token needed)."""
-    return _json(openapi.served_document(current_app))
+    return json_response(openapi.served_document(current_app))
 
 
 @bp.get("/consent")
@@ -201,10 +204,10 @@ def consent() -> Response:
     collector, answer = look_up_consent(subject, category_key, issuer=_issuer(),
                                         token=require_token())
     require_scope(accept_collector(collector), category_key)
-    return _json({
+    return json_response({
         "subject": answer.subject, "category": answer.category_key, "allowed": answer.allowed,
         "state": answer.state.value if answer.state else None,
-        "notice_version": answer.notice_version, "since": _time(answer.since),
+        "notice_version": answer.notice_version, "since": format_api_time(answer.since),
         "legal_basis": answer.legal_basis.value if answer.legal_basis else None,
         "workplace_pseudonym": answer.workplace_pseudonym})
 
@@ -215,11 +218,11 @@ def consent_changes() -> Response:
     after, limit = parse_changes_query(request.args)
     changes = list_consent_changes(_collector().categories, after=after, limit=limit,
                                    issuer=_issuer())
-    return _json({
+    return json_response({
         "changes": [{"cursor": str(change.cursor), "subject": change.subject,
                      "category": change.category_key, "state": change.state.value,
                      "allowed": change.state.allows_collection,
-                     "notice_version": change.notice_version, "at": _time(change.at)}
+                     "notice_version": change.notice_version, "at": format_api_time(change.at)}
                     for change in changes],
         "next_cursor": str(changes[-1].cursor if changes else after)})
 
@@ -239,7 +242,7 @@ def submit_batch() -> Response:
     require_scope(collector, batch.category_key)
     result = accept_batch(collector, batch, parties,
                           idempotency_key=request.headers.get("Idempotency-Key"))
-    return _json({"batch_id": result.public_id, "events": result.event_count},
+    return json_response({"batch_id": result.public_id, "events": result.event_count},
                  201 if result.created else 200)
 
 
@@ -258,10 +261,10 @@ def acknowledge_change() -> Response:
         raise invalid([(f"$.{exc.field}", exc.message)]) from None
     except AcknowledgementConflict as exc:
         raise ApiError(409, "acknowledgement_conflict", f"{exc}.") from None
-    return _json({"change_cursor": str(acknowledgement.change_event_id),
+    return json_response({"change_cursor": str(acknowledgement.change_event_id),
                   "action": acknowledgement.action.value,
-                  "last_event_at": _time(acknowledgement.last_event_at),
-                  "acknowledged_at": _time(acknowledgement.acknowledged_at)},
+                  "last_event_at": format_api_time(acknowledgement.last_event_at),
+                  "acknowledged_at": format_api_time(acknowledgement.acknowledged_at)},
                  201 if created else 200)
 
 

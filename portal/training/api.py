@@ -11,11 +11,9 @@ are checked here, the rest in :mod:`portal.training.service`.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import orjson
 from flask import Blueprint, Flask, g, request, url_for
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
@@ -24,10 +22,10 @@ from werkzeug.wrappers import Response
 from portal.api.app import register_api_blueprint
 from portal.api.auth import count_request, first_statement, register_other_token, require_token
 from portal.api.errors import ApiError, invalid
-from portal.api.forms import parse_changes_query
+from portal.api.forms import CONTROL_CHARACTERS, TIME_HINT, json_object, parse_changes_query
 from portal.api.openapi import register_paths
 from portal.api.service import identify_collector
-from portal.api.views import ERROR_CODES, read_json_body
+from portal.api.views import ERROR_CODES, format_api_time, json_response, read_json_body
 from portal.catalog.models import NoticeVersion
 from portal.db import db
 from portal.hashchain import format_time
@@ -54,8 +52,6 @@ bp = Blueprint("training_api", __name__, url_prefix="/api/v1/training")
 csrf.exempt(bp)
 
 HOLDER = "the training client's token"
-_CONTROL = re.compile("[\x00-\x1f\x7f]")
-_TIME_HINT = "must be a date and time with its time zone (RFC 3339), such as 2026-03-02T09:14:07Z"
 MEDIA_TYPES = {".parquet": "application/vnd.apache.parquet", ".json": "application/ld+json"}
 
 
@@ -75,19 +71,6 @@ def recognise_training_token(token: str) -> str | None:
 
 
 # --- plumbing --------------------------------------------------------------------------------
-
-def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(data), status=status, headers=dict(headers or {}),
-                    mimetype="application/json")
-
-
-def _stamp(moment: dt.datetime | None) -> str | None:
-    """Write a time as RFC 3339 in UTC, to the millisecond, as the rest of the API does."""
-    if moment is None:
-        return None
-    moment = moment.astimezone(dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
 
 def current_client() -> TrainingClient:
     """Return the training client calling.
@@ -141,7 +124,7 @@ def _authenticate() -> None:
 
 @bp.errorhandler(ApiError)
 def _refused(error: ApiError) -> Response:
-    return _json(error.body(), error.status, error.headers)
+    return json_response(error.body(), error.status, error.headers)
 
 
 @bp.errorhandler(SnapshotRefused)
@@ -149,14 +132,14 @@ def _snapshot_refused(error: SnapshotRefused) -> Response:
     body: dict[str, Any] = {"error": error.code, "message": error.message}
     if error.code == "invalid_request" and error.field:
         body["fields"] = [{"field": error.field, "message": error.message}]
-    return _json(body, error.status)
+    return json_response(body, error.status)
 
 
 @bp.errorhandler(HTTPException)
 def _http_error(error: HTTPException) -> Response:
     status = error.code or 500
     code = ERROR_CODES.get(status, error.name.lower().replace(" ", "_"))
-    return _json({"error": code, "message": str(error.description or error.name)}, status)
+    return json_response({"error": code, "message": str(error.description or error.name)}, status)
 
 
 # --- what clients hand in --------------------------------------------------------------------
@@ -166,22 +149,12 @@ SNAPSHOT_FIELDS = frozenset({"purpose", "categories", "collected_from", "collect
 MODEL_FIELDS = frozenset({"name", "version", "snapshots"})
 
 
-def _object(body: object, allowed: frozenset[str]) -> Mapping[str, Any]:
-    if not isinstance(body, dict):
-        raise invalid([("$", "must be a JSON object")])
-    unknown = sorted(str(name) for name in body if name not in allowed)
-    if unknown:
-        raise invalid([(f"$.{name[:64]}", "is not a field of this request")
-                       for name in unknown[:20]])
-    return body
-
-
 def _key(value: object, path: str, problems: list[tuple[str, str]], *, limit: int = 64) -> str:
     if not isinstance(value, str):
         problems.append((path, "must be a string"))
     elif not value or len(value) > limit:
         problems.append((path, f"must be 1 to {limit} characters long"))
-    elif _CONTROL.search(value):
+    elif CONTROL_CHARACTERS.search(value):
         problems.append((path, "must not contain control characters"))
     else:
         return value
@@ -204,7 +177,7 @@ def _moment(body: Mapping[str, Any], name: str, problems: list[tuple[str, str]],
             ) -> dt.datetime | None:
     value = body.get(name)
     if not isinstance(value, str) or (parsed := parse_timestamp(value)) is None:
-        problems.append((f"$.{name}", _TIME_HINT))
+        problems.append((f"$.{name}", TIME_HINT))
         return None
     return parsed
 
@@ -215,7 +188,7 @@ def _required(body: Mapping[str, Any], allowed: frozenset[str]) -> list[tuple[st
 
 def parse_snapshot_ask(raw: object) -> SnapshotAsk:
     """Check the body of a request for a snapshot; say what is wrong with every field at once."""
-    body = _object(raw, SNAPSHOT_FIELDS)
+    body = json_object(raw, SNAPSHOT_FIELDS)
     problems = _required(body, SNAPSHOT_FIELDS)
     present = set(body)
     purpose = _key(body["purpose"], "$.purpose", problems) if "purpose" in present else ""
@@ -253,15 +226,15 @@ def describe_snapshot(snapshot: TrainingSnapshot) -> dict[str, Any]:
         "number": snapshot.number,
         "purpose": snapshot.purpose_key,
         "categories": list(snapshot.categories),
-        "collected_from": _stamp(snapshot.collected_from),
-        "collected_to": _stamp(snapshot.collected_to),
+        "collected_from": format_api_time(snapshot.collected_from),
+        "collected_to": format_api_time(snapshot.collected_to),
         "max_dss_level": snapshot.max_dss_level,
         "notice_version": notice_number,
         "state": snapshot.state.value,
-        "requested_at": _stamp(snapshot.requested_at),
-        "ready_at": _stamp(snapshot.ready_at),
-        "outdated_at": _stamp(snapshot.outdated_at),
-        "retired_at": _stamp(snapshot.retired_at),
+        "requested_at": format_api_time(snapshot.requested_at),
+        "ready_at": format_api_time(snapshot.ready_at),
+        "outdated_at": format_api_time(snapshot.outdated_at),
+        "retired_at": format_api_time(snapshot.retired_at),
         "failed_reason": snapshot.failed_reason or None,
         "counts": {"included": int((snapshot.totals or {}).get("included", 0)),
                    "excluded": {str(reason): int(count) for reason, count
@@ -285,7 +258,7 @@ def ask_for_snapshot() -> Response:
     client = require_training_scope(TrainingScope.SNAPSHOTS)
     snapshot = request_snapshot(client, parse_snapshot_ask(read_json_body()))
     links = _links(snapshot)
-    return _json({"id": snapshot.public_id, "number": snapshot.number,
+    return json_response({"id": snapshot.public_id, "number": snapshot.number,
                   "state": snapshot.state.value, "links": links}, 202,
                  headers={"Location": links["self"]})
 
@@ -295,7 +268,7 @@ def ask_for_snapshot() -> Response:
 def show_snapshot(public_id: str) -> Response:
     """Say where the client's snapshot stands; once ready, list its files and its manifest."""
     client = require_training_scope(TrainingScope.SNAPSHOTS)
-    return _json(describe_snapshot(get_own_snapshot(client, public_id)))
+    return json_response(describe_snapshot(get_own_snapshot(client, public_id)))
 
 
 @bp.get("/snapshots/<public_id>/files/<path:path>", merge_slashes=False)
@@ -333,7 +306,7 @@ def download_file(public_id: str, path: str) -> Response:
 def register_trained_model() -> Response:
     """Record a model trained on some of the client's snapshots (the lineage people see)."""
     client = require_training_scope(TrainingScope.MODELS)
-    body = _object(read_json_body(), MODEL_FIELDS)
+    body = json_object(read_json_body(), MODEL_FIELDS)
     problems = _required(body, MODEL_FIELDS)
     name = _key(body["name"], "$.name", problems, limit=255) if "name" in body else ""
     version = _key(body["version"], "$.version", problems) if "version" in body else ""
@@ -342,9 +315,9 @@ def register_trained_model() -> Response:
     if problems:
         raise invalid(problems)
     model = register_model(client, name, version, snapshots)
-    return _json({"id": model.public_id, "name": model.name, "version": model.version,
+    return json_response({"id": model.public_id, "name": model.name, "version": model.version,
                   "snapshots": [snapshot.public_id for snapshot in model.snapshots],
-                  "registered_at": _stamp(model.registered_at)}, 201)
+                  "registered_at": format_api_time(model.registered_at)}, 201)
 
 
 @bp.post("/snapshots/<public_id>/retire", merge_slashes=False)
@@ -356,8 +329,8 @@ def retire(public_id: str) -> Response:
         certificate = retire_snapshot(snapshot, by=client.name)
     except RetirementRefused as exc:
         raise ApiError(409, exc.code, exc.message) from None
-    return _json({"id": snapshot.public_id, "state": snapshot.state.value,
-                  "retired_at": _stamp(snapshot.retired_at), "certificate": certificate})
+    return json_response({"id": snapshot.public_id, "state": snapshot.state.value,
+                  "retired_at": format_api_time(snapshot.retired_at), "certificate": certificate})
 
 
 @bp.get("/changes")
@@ -370,7 +343,7 @@ def snapshot_changes() -> Response:
     client = require_training_scope(TrainingScope.SNAPSHOTS)
     after, limit = parse_changes_query(request.args)
     changes = list_snapshot_changes(client, after, limit)
-    return _json({
+    return json_response({
         "changes": [{"cursor": str(change.cursor), "snapshot": change.snapshot_public_id,
                      "number": change.number, "type": f"snapshot.{change.kind.value}",
                      "reasons": change.reasons, "at": format_time(change.at)}
