@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
 from portal.db import commit
+
+if TYPE_CHECKING:
+    from portal.consent.receipts import KeySet
 
 
 @click.group("consent")
@@ -62,33 +66,38 @@ def receipts_group() -> None:
     """Check signed consent receipts and certificates of deletion."""
 
 
-@receipts_group.command("verify")
-@click.argument("receipt", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--key", "key_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A JWK Set or JWK with the public key (e.g. a saved "
-                   "/.well-known/jwks.json). Default: this installation's own key.")
-def receipts_verify(receipt: Path, key_file: Path | None) -> None:
-    """Check a receipt or a certificate of deletion offline: signature and consistency."""
-    from portal.consent.receipts import (
-        document_checks,
-        key_path,
-        load_keys,
-        public_jwks,
-        verify_document,
-    )
+#: ``--key``, for every command that checks a signed document offline.
+key_option = click.option(
+    "--key", "key_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A JWK Set or JWK with the public key (e.g. a saved /.well-known/jwks.json). "
+         "Default: this installation's own key.")
 
-    app = _app()
+
+def verification_keys(app: Flask, key_file: Path | None) -> KeySet:
+    """Return the public keys of ``--key``, else this installation's; exit 2 if unreadable."""
+    from portal.consent.receipts import key_path, load_keys, public_jwks
+
     try:
         if key_file is not None:
-            keys = load_keys(json.loads(key_file.read_text()))
-        else:
-            if not key_path(app).exists():
-                click.echo("INVALID: this installation has no receipt key; pass --key")
-                sys.exit(2)
-            keys = load_keys(public_jwks(app))
+            return load_keys(json.loads(key_file.read_text()))
+        if not key_path(app).exists():
+            click.echo("INVALID: this installation has no receipt key; pass --key")
+            sys.exit(2)
+        return load_keys(public_jwks(app))
     except (ValueError, KeyError) as exc:
         click.echo(f"INVALID: the key cannot be read ({exc})")
         sys.exit(2)
+
+
+@receipts_group.command("verify")
+@click.argument("receipt", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@key_option
+def receipts_verify(receipt: Path, key_file: Path | None) -> None:
+    """Check a receipt or a certificate of deletion offline: signature and consistency."""
+    from portal.consent.receipts import document_checks, verify_document
+
+    app = _app()
+    keys = verification_keys(app, key_file)
     # Other kinds of document (certificates of deletion) are checked as their package says.
     check = verify_document(receipt.read_text(errors="replace"), keys, document_checks(app))
     click.echo(check.describe())

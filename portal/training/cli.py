@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import click
 from flask.cli import with_appcontext
 
+from portal.consent.cli import key_option, verification_keys
 from portal.db import commit
 from portal.training.models import TrainingScope
 
@@ -137,29 +137,16 @@ def work_command(once: bool, owner: str, poll: float) -> None:
 @click.option("--files", "folder", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="The folder the snapshot's files were downloaded to: check their sizes and "
                    "SHA-256 against the manifest.")
-@click.option("--key", "key_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A JWK Set or JWK with the public key (e.g. a saved "
-                   "/.well-known/jwks.json). Default: this installation's own key.")
+@key_option
 @with_appcontext
 def verify_command(manifest_file: Path, folder: Path | None, key_file: Path | None) -> None:
     """Check a snapshot's signed manifest offline, and with --files the downloaded files."""
     from flask import current_app
 
-    from portal.consent.receipts import key_path, load_keys, public_jwks
     from portal.training.manifest import verify_files, verify_manifest
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    try:
-        if key_file is not None:
-            keys = load_keys(json.loads(key_file.read_text()))
-        else:
-            if not key_path(app).exists():
-                click.echo("INVALID: this installation has no receipt key; pass --key")
-                sys.exit(2)
-            keys = load_keys(public_jwks(app))
-    except (ValueError, KeyError) as exc:
-        click.echo(f"INVALID: the key cannot be read ({exc})")
-        sys.exit(2)
+    keys = verification_keys(app, key_file)
     check = verify_manifest(manifest_file.read_text(errors="replace"), keys)
     if check.valid and folder is not None:
         problems = verify_files(check.claims, folder)
