@@ -11,13 +11,14 @@ import datetime as dt
 import io
 import secrets
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import func, select
 
+from portal.api.service import hash_token, new_webhook_secret, seal_secret
 from portal.auth.models import Person
 from portal.catalog.notices import current_notice
 from portal.db import db
@@ -34,17 +35,24 @@ from portal.training.models import (
 from tests.support.batches import iso
 from tests.support.vault import ingest
 
+ALL_SCOPES = tuple(str(scope) for scope in TrainingScope)
 #: A purpose the tests ask for (the catalog's list of training purposes is H3's).
 PURPOSE = "assistant_model"
 
 
-def make_client(name: str = "pipeline", *, purposes: Sequence[str] = (PURPOSE,)) -> TrainingClient:
-    """Register a training client directly (its token is of no use to these tests)."""
+def make_client(name: str = "pipeline", *, purposes: Sequence[str] = (PURPOSE,),
+                scopes: Iterable[str] = ALL_SCOPES, webhook_url: str = "") -> TrainingClient:
+    """Register a training client as rows, or return the one of that name (flushed).
+
+    Its token is of no use to these tests (the API's tests register through the service);
+    its webhook secret is sealed as the service seals it: ``open_webhook_secret`` reads it.
+    """
     client = db.scalar(select(TrainingClient).where(TrainingClient.name == name))
     if client is None:
-        client = TrainingClient(name=name, purposes=list(purposes),
-                                scopes=[str(scope) for scope in TrainingScope],
-                                token_hash=secrets.token_hex(32))
+        client = TrainingClient(name=name, purposes=list(purposes), scopes=list(scopes),
+                                webhook_url=webhook_url,
+                                webhook_secret_sealed=seal_secret(new_webhook_secret()),
+                                token_hash=hash_token(secrets.token_urlsafe(32)))
         db.add(client)
         db.flush()
     return client

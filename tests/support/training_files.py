@@ -29,10 +29,10 @@ from portal.training.models import (
     PartState,
     SnapshotPart,
     SnapshotState,
-    TrainingClient,
     TrainingSnapshot,
 )
 from portal.training.schema import arrow_schema
+from tests.support.training import make_client
 
 PERIOD = (dt.datetime(2026, 3, 1, tzinfo=dt.UTC), dt.datetime(2026, 3, 31, tzinfo=dt.UTC))
 
@@ -42,10 +42,8 @@ def create_snapshot(categories: Sequence[str], *, purpose: str = "code_and_text_
     """Add a training client and a building snapshot with its own key; return both (flushed)."""
     notice = current_notice()
     assert notice is not None, "publish the catalog first"
-    client = TrainingClient(name=f"pipeline-{os.urandom(3).hex()}", purposes=[purpose],
-                            scopes=["snapshots"], token_hash=os.urandom(32).hex())
-    db.add(client)
-    db.flush()
+    client = make_client(f"pipeline-{os.urandom(3).hex()}", purposes=[purpose],
+                         scopes=["snapshots"])
     number = (db.scalar(select(func.max(TrainingSnapshot.number))) or 0) + 1
     snapshot = TrainingSnapshot(number=number, client_id=client.id, purpose_key=purpose,
                                 categories=list(categories), collected_from=PERIOD[0],

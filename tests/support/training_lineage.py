@@ -12,7 +12,6 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-import secrets
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
@@ -24,7 +23,6 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from portal.api.service import hash_token, seal_secret
 from portal.catalog.notices import current_notice
 from portal.db import db, utcnow
 from portal.training import keys
@@ -35,24 +33,10 @@ from portal.training.models import (
     TrainedModel,
     TrainedModelSnapshot,
     TrainingClient,
-    TrainingScope,
     TrainingSnapshot,
 )
 
 DAY = dt.timedelta(days=1)
-
-
-def create_training_client(name: str = "Model pipeline", *,
-                           webhook_url: str = "") -> tuple[TrainingClient, str]:
-    """Register a training client as rows; return it with its webhook secret (``whsec_``)."""
-    secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
-    client = TrainingClient(name=name, purposes=["assistant"], scopes=[str(scope) for scope in
-                                                                      TrainingScope],
-                            webhook_url=webhook_url, webhook_secret_sealed=seal_secret(secret),
-                            token_hash=hash_token(secrets.token_urlsafe(32)))
-    db.add(client)
-    db.flush()
-    return client, secret
 
 
 def create_snapshot(client: TrainingClient, holdings: Mapping[tuple[int, str], int], *,

@@ -9,8 +9,6 @@ caller's application context and flush.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import secrets
 from collections.abc import Iterable, Mapping
 
 from portal.audit.models import AuditAction, AuditRole
@@ -29,6 +27,7 @@ from portal.training.models import (
     TrainingClient,
     TrainingSnapshot,
 )
+from tests.support.training import make_client
 
 PURPOSE = "task_assistant"
 #: The purpose's wording as H3's catalog key ``training_purposes`` holds it.
@@ -70,11 +69,7 @@ def name_training_purposes() -> None:
 
 def add_client(name: str = "Assistant pipeline") -> TrainingClient:
     """Add a training client for the test purpose."""
-    client = TrainingClient(name=name, purposes=[PURPOSE], scopes=["snapshots", "models"],
-                            token_hash=hashlib.sha256(secrets.token_bytes(16)).hexdigest())
-    db.add(client)
-    db.flush()
-    return client
+    return make_client(name, purposes=[PURPOSE], scopes=["snapshots", "models"])
 
 
 def add_snapshot(client: TrainingClient, number: int, *,

@@ -27,16 +27,17 @@ from portal.training.models import (
     TrainingSnapshot,
 )
 from portal.training.overview import describe_training_for, models_trained_on
+from portal.training.service import open_webhook_secret
 from portal.vault.erasure import delete_batches, destroy_data_keys, purge_expired
 from tests.support.batches import keystroke_events
 from tests.support.consent import Chooser
 from tests.support.factories import create_person, grant, withdraw
 from tests.support.identity import SignIn
+from tests.support.training import make_client
 from tests.support.training_lineage import (
     DAY,
     create_model,
     create_snapshot,
-    create_training_client,
     verified_payload,
     webhook_receiver,
 )
@@ -76,7 +77,7 @@ def test_withdrawal_marks_only_the_snapshots_holding_that_persons_category(
         app: Flask, ctx: None) -> None:
     alex, blake = create_person("sub-alex"), create_person("sub-blake")
     grant(alex, KEYS, "pointer")
-    client, _secret = create_training_client(webhook_url="https://training.example/hooks")
+    client = make_client(webhook_url="https://training.example/hooks")
     holding = create_snapshot(client, {(alex.id, KEYS): 5, (alex.id, "pointer"): 3,
                                        (blake.id, KEYS): 2})
     excluded_only = create_snapshot(client, {(alex.id, KEYS): 0},
@@ -115,7 +116,7 @@ def test_withdrawal_marks_only_the_snapshots_holding_that_persons_category(
 
 def test_an_objection_marks_the_snapshots_holding_that_category(app: Flask, ctx: None) -> None:
     alex, blake = create_person("sub-alex"), create_person("sub-blake")
-    client, _secret = create_training_client()
+    client = make_client()
     snapshot = create_snapshot(client, {(alex.id, "performance"): 4, (alex.id, KEYS): 2,
                                         (blake.id, "performance"): 1})
     commit()
@@ -140,7 +141,7 @@ def test_erasing_a_period_marks_only_snapshots_whose_period_overlaps_it(
     grant(alex, KEYS)
     now = utcnow()
     ingest(alex, KEYS, _keystroke_events(now - 3 * DAY))
-    client, _secret = create_training_client()
+    client = make_client()
     recent = create_snapshot(client, {(alex.id, KEYS): 1},
                              collected_from=now - 5 * DAY, collected_to=now)
     older = create_snapshot(client, {(alex.id, KEYS): 1},
@@ -157,7 +158,7 @@ def test_shredding_a_key_marks_every_snapshot_of_the_category(app: Flask, ctx: N
     grant(alex, KEYS)
     now = utcnow()
     ingest(alex, KEYS, _keystroke_events(now - DAY))
-    client, _secret = create_training_client()
+    client = make_client()
     older = create_snapshot(client, {(alex.id, KEYS): 1},
                             collected_from=now - 60 * DAY, collected_to=now - 20 * DAY)
     pointer = create_snapshot(client, {(alex.id, "pointer"): 1})
@@ -175,7 +176,7 @@ def test_a_purge_of_many_people_tells_each_snapshot_once(app: Flask, ctx: None) 
     now = utcnow()
     for person in (alex, blake):
         ingest(person, KEYS, _keystroke_events(now - 2 * DAY))
-    client, _secret = create_training_client(webhook_url="https://training.example/hooks")
+    client = make_client(webhook_url="https://training.example/hooks")
     snapshot = create_snapshot(client, {(alex.id, KEYS): 3, (blake.id, KEYS): 4})
     commit()
     [purged] = purge_expired(now=now + 400 * DAY)
@@ -194,7 +195,7 @@ def test_withdrawal_and_erasure_in_one_transaction_are_one_notice_with_both_reas
     alex = create_person("sub-alex")
     grant(alex, KEYS)
     ingest(alex, KEYS, _keystroke_events(utcnow() - DAY))
-    client, _secret = create_training_client(webhook_url="https://training.example/hooks")
+    client = make_client(webhook_url="https://training.example/hooks")
     snapshot = create_snapshot(client, {(alex.id, KEYS): 3})
     commit()
     # As a deletion request carries out a category: withdraw, delete, shred.
@@ -212,7 +213,7 @@ def test_withdrawal_and_erasure_in_one_transaction_are_one_notice_with_both_reas
 def test_a_rolled_back_withdrawal_marks_nothing_and_tells_no_one(app: Flask, ctx: None) -> None:
     alex = create_person("sub-alex")
     grant(alex, KEYS)
-    client, _secret = create_training_client(webhook_url="https://training.example/hooks")
+    client = make_client(webhook_url="https://training.example/hooks")
     snapshot = create_snapshot(client, {(alex.id, KEYS): 3})
     commit()
     withdraw(alex, KEYS)
@@ -232,7 +233,8 @@ def test_the_promise_withdrawal_reaches_training_and_the_client_is_told_signed_w
     with webhook_receiver() as receiver, app.app_context():
         person = db.scalar(select(Person).where(Person.subject == "sub-alex"))
         assert person is not None
-        training, secret = create_training_client(webhook_url=receiver.url)
+        training = make_client(webhook_url=receiver.url)
+        secret = open_webhook_secret(training)
         snapshot = create_snapshot(training, {(person.id, KEYS): 1234})
         create_model(training, [snapshot])
         commit()
@@ -276,7 +278,8 @@ def test_the_sender_of_the_outbox_delivers_training_notices_and_the_admin_sees_t
     alex = create_person("sub-alex")
     grant(alex, KEYS)
     with webhook_receiver() as receiver:
-        training, secret = create_training_client("Forecasts", webhook_url=receiver.url)
+        training = make_client("Forecasts", webhook_url=receiver.url)
+        secret = open_webhook_secret(training)
         create_snapshot(training, {(alex.id, KEYS): 2})
         commit()
         withdraw(alex, KEYS)
@@ -294,7 +297,7 @@ def test_the_sender_of_the_outbox_delivers_training_notices_and_the_admin_sees_t
 def test_a_revoked_training_client_is_not_sent_notices(app: Flask, ctx: None) -> None:
     alex = create_person("sub-alex")
     grant(alex, KEYS)
-    training, _secret = create_training_client(webhook_url="https://training.example/hooks")
+    training = make_client(webhook_url="https://training.example/hooks")
     create_snapshot(training, {(alex.id, KEYS): 2})
     commit()
     withdraw(alex, KEYS)
@@ -310,8 +313,8 @@ def test_the_feed_lists_the_clients_events_in_order_with_a_working_cursor(
         app: Flask, ctx: None) -> None:
     alex = create_person("sub-alex")
     grant(alex, KEYS, "pointer")
-    mine, _secret = create_training_client("Mine")
-    theirs, _secret = create_training_client("Theirs")
+    mine = make_client("Mine")
+    theirs = make_client("Theirs")
     first = create_snapshot(mine, {(alex.id, KEYS): 1})
     second = create_snapshot(mine, {(alex.id, "pointer"): 1})
     other = create_snapshot(theirs, {(alex.id, KEYS): 1})
@@ -339,7 +342,7 @@ def test_the_feed_lists_the_clients_events_in_order_with_a_working_cursor(
 def test_what_the_person_page_and_the_certificate_of_deletion_read(
         app: Flask, ctx: None) -> None:
     alex, blake = create_person("sub-alex"), create_person("sub-blake")
-    training, _secret = create_training_client()
+    training = make_client()
     early = create_snapshot(training, {(alex.id, KEYS): 5, (alex.id, "pointer"): 0,
                                        (blake.id, KEYS): 9},
                             excluded={(alex.id, "pointer"): {"no_consent": 3}})

@@ -18,11 +18,11 @@ from portal.training import keys, lineage
 from portal.training.models import SnapshotEvent, SnapshotState, TrainingSnapshot
 from portal.vault.errors import VaultIntegrityError
 from tests.support.factories import create_person
+from tests.support.training import make_client
 from tests.support.training_lineage import (
     DAY,
     create_model,
     create_snapshot,
-    create_training_client,
     folder_of,
 )
 
@@ -43,7 +43,7 @@ def _verify(app: Flask, token: str) -> receipts.ReceiptCheck:
 
 def test_retiring_destroys_key_and_files_and_issues_a_certificate(app: Flask, ctx: None) -> None:
     alex, blake, casey = (create_person(f"sub-{name}") for name in ("alex", "blake", "casey"))
-    training, _secret = create_training_client()
+    training = make_client()
     snapshot = create_snapshot(training, {(alex.id, KEYS): 5, (blake.id, "pointer"): 2,
                                           (casey.id, KEYS): 0}, files=FILES)
     model = create_model(training, [snapshot], name="assistant", version="3")
@@ -89,7 +89,7 @@ def test_retiring_destroys_key_and_files_and_issues_a_certificate(app: Flask, ct
 
 
 def test_a_tampered_certificate_does_not_verify(app: Flask, ctx: None) -> None:
-    training, _secret = create_training_client()
+    training = make_client()
     snapshot = create_snapshot(training, {(create_person("sub-alex").id, KEYS): 1})
     token = lineage.retire_snapshot(snapshot, by="tests")
     commit()
@@ -100,7 +100,7 @@ def test_a_tampered_certificate_does_not_verify(app: Flask, ctx: None) -> None:
 
 
 def test_a_second_retirement_is_refused_and_changes_nothing(app: Flask, ctx: None) -> None:
-    training, _secret = create_training_client()
+    training = make_client()
     snapshot = create_snapshot(training, {(create_person("sub-alex").id, KEYS): 1})
     first = lineage.retire_snapshot(snapshot, by="First")
     commit()
@@ -119,7 +119,7 @@ def test_a_second_retirement_is_refused_and_changes_nothing(app: Flask, ctx: Non
 
 
 def test_a_snapshot_still_being_built_is_not_retired(app: Flask, ctx: None) -> None:
-    training, _secret = create_training_client()
+    training = make_client()
     snapshot = create_snapshot(training, {(create_person("sub-alex").id, KEYS): 1},
                                state=SnapshotState.BUILDING)
     commit()
@@ -132,7 +132,7 @@ def test_a_snapshot_still_being_built_is_not_retired(app: Flask, ctx: None) -> N
 
 
 def test_the_retire_command_by_number_or_public_id(app: Flask, ctx: None) -> None:
-    training, _secret = create_training_client()
+    training = make_client()
     alex = create_person("sub-alex")
     by_number = create_snapshot(training, {(alex.id, KEYS): 1}, files=FILES[:1])
     by_id = create_snapshot(training, {(alex.id, KEYS): 1})
@@ -163,7 +163,7 @@ def max_age_60(settings: dict[str, Any]) -> None:
 
 
 def test_retire_expired_honours_the_setting(max_age_60: None, app: Flask, ctx: None) -> None:
-    training, _secret = create_training_client()
+    training = make_client()
     alex = create_person("sub-alex")
     now = utcnow()
     old = create_snapshot(training, {(alex.id, KEYS): 1}, requested_at=now - 61 * DAY)
@@ -193,7 +193,7 @@ def max_age_0(settings: dict[str, Any]) -> None:
 
 def test_retire_expired_does_nothing_when_the_setting_is_zero(
         max_age_0: None, app: Flask, ctx: None) -> None:
-    training, _secret = create_training_client()
+    training = make_client()
     ancient = create_snapshot(training, {(create_person("sub-alex").id, KEYS): 1},
                               requested_at=utcnow() - 3000 * DAY)
     commit()
