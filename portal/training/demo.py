@@ -48,6 +48,8 @@ class DemoAsk:
 DEMO_ASKS = (
     DemoAsk("code_and_text_completion", ("keystrokes", "ai_transcripts"), 2),
     DemoAsk("assistant_workflows", ("pointer", "clicks"), 3),
+    # Messages of colleagues who did not consent to conversations themselves are left out.
+    DemoAsk("conversation_summaries", ("conversations",), 2),
 )
 
 
@@ -106,4 +108,6 @@ def _ask(client: TrainingClient, days: int) -> list[TrainingSnapshot]:
 
 
 def _numbers(snapshots: list[TrainingSnapshot]) -> str:
-    return " and ".join(str(snapshot.number) for snapshot in snapshots) or "none"
+    numbers = [str(snapshot.number) for snapshot in snapshots]
+    return " and ".join([", ".join(numbers[:-1]), numbers[-1]] if len(numbers) > 1
+                        else numbers) or "none"

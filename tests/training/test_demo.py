@@ -56,24 +56,25 @@ def test_demo_training_builds_datasets_with_exclusions_and_a_second_run_adds_not
         assert all(snapshot.state is SnapshotState.READY for snapshot in snapshots)
         assert all(snapshot.totals["included"] > 0 for snapshot in snapshots)
         # What a demo person sees there: records in, and records left out with reasons,
-        # among them the DSS window and a level above the maximum.
+        # among them the DSS window, a level above the maximum, and colleagues' messages.
         excluded: Counter[str] = Counter()
         for holding in db.scalars(select(SnapshotHolding)):
             excluded.update(holding.excluded)
-        assert {"sensitive_document", "above_max_dss"} <= set(excluded), excluded
+        assert {"sensitive_document", "above_max_dss", "colleague_not_consented"} <= set(
+            excluded), excluded
         model = db.scalar(select(TrainedModel))
         assert model is not None
         assert (model.name, model.version) == DEMO_MODEL
-        assert [snapshot.number for snapshot in model.snapshots] == [1, 2]
+        assert [snapshot.number for snapshot in model.snapshots] == [1, 2, 3]
 
     with app.app_context():
         again = seed_training_demo()
     assert again == f"Demo training: model {' '.join(DEMO_MODEL)} was already trained on " \
-                    "datasets 1 and 2; nothing asked for."
+                    "datasets 1, 2 and 3; nothing asked for."
     with app.app_context():
         assert db.scalar(select(func.count()).select_from(TrainingClient)) == 1
         assert db.scalar(select(TrainingClient.name)) == DEMO_CLIENT
-        assert db.scalar(select(func.count()).select_from(TrainingSnapshot)) == 2
+        assert db.scalar(select(func.count()).select_from(TrainingSnapshot)) == len(DEMO_ASKS)
         assert db.scalar(select(func.count()).select_from(TrainedModel)) == 1
 
 
