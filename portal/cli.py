@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
 from alembic import command as alembic_command
 from alembic.config import Config as AlembicConfig
 from flask import Flask
 from flask.cli import FlaskGroup, with_appcontext
+from sqlalchemy import Connection
 
 from portal import ROOT
 from portal.db import get_engine
@@ -21,10 +24,40 @@ def alembic_config() -> AlembicConfig:
     return cfg
 
 
+@contextmanager
+def _migrating(app: Flask) -> Iterator[Connection]:
+    """Yield a connection in a transaction for Alembic, committed at the end.
+
+    On SQLite, foreign keys are off while migrating: a batch migration rebuilds a table
+    (copy, DROP, rename), and dropping a table that other rows refer to (``person``) fails
+    while they are on, so an upgrade of any database with people in it would stop. Alembic's
+    advice (https://alembic.sqlalchemy.org/en/latest/batch.html#dealing-with-referencing-
+    foreign-keys); the pragma is a no-op inside a transaction, so it is set before one begins,
+    and ``foreign_key_check`` proves the migrated rows still refer to what exists.
+    """
+    with get_engine(app).connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
+        try:
+            with connection.begin():
+                yield connection
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                    if broken:
+                        raise RuntimeError(f"the migration left rows referring to nothing: "
+                                           f"{broken[:5]}")
+        finally:
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
+
+
 def upgrade_database(app: Flask, revision: str = "head") -> None:
     """Bring the schema of ``app``'s database to ``revision``."""
     cfg = alembic_config()
-    with get_engine(app).begin() as connection:
+    with _migrating(app) as connection:
         cfg.attributes["connection"] = connection
         alembic_command.upgrade(cfg, revision)
 
@@ -32,7 +65,7 @@ def upgrade_database(app: Flask, revision: str = "head") -> None:
 def downgrade_database(app: Flask, revision: str) -> None:
     """Take the schema of ``app``'s database back to ``revision``."""
     cfg = alembic_config()
-    with get_engine(app).begin() as connection:
+    with _migrating(app) as connection:
         cfg.attributes["connection"] = connection
         alembic_command.downgrade(cfg, revision)
 

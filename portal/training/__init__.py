@@ -26,3 +26,10 @@ def init_app(app: Flask) -> None:
     lineage.connect_receivers(app)
     connect_person_views(app)
     api.init_app(app)
+    if app.config["DEMO"]:
+        # After the collector API's step (portal.api.init_app, which create_app calls first):
+        # the demo's datasets are built from the records that step stores.
+        from portal.auth.demo.cli import register_seed_step
+        from portal.training.demo import seed_training_demo
+
+        register_seed_step(app, seed_training_demo)

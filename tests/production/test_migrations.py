@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import os
 import shutil
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from alembic.script import ScriptDirectory
@@ -67,6 +69,18 @@ from portal.db import Base, commit, db, get_engine, utcnow
 from portal.models import MODELS
 from portal.requests import service as requests
 from portal.requests.models import DeletionRequest, DeletionScope
+from portal.training import files
+from portal.training import service as training
+from portal.training.build import work
+from portal.training.keys import open_snapshot_key
+from portal.training.lineage import retire_snapshot
+from portal.training.manifest import verify_manifest
+from portal.training.models import (
+    SnapshotState,
+    TrainingClient,
+    TrainingScope,
+    TrainingSnapshot,
+)
 from portal.vault.erasure import key_still_opens
 from portal.vault.ingest import find_category, ingest_batch
 from portal.vault.models import DataKey
@@ -116,6 +130,28 @@ def _pointer(minutes_ago: int) -> dict[str, Any]:
             "collected_to": start + dt.timedelta(seconds=3), "dss_level": 1}
 
 
+def _ratings(minutes_ago: int, *levels: int) -> dict[str, Any]:
+    """A sensitivity_ratings batch: documents opened a minute apart, at the DSS levels given."""
+    start = (utcnow() - dt.timedelta(minutes=minutes_ago)).replace(microsecond=0)
+    events = [{"t": (start + dt.timedelta(minutes=index)).isoformat(timespec="milliseconds")
+               .replace("+00:00", "Z"), "document_id": f"doc-{minutes_ago:08x}{index:04x}",
+               "dss_level": level, "classifier": "dss-classifier 3.2"}
+              for index, level in enumerate(levels)]
+    return {"events": events, "collected_from": start,
+            "collected_to": start + dt.timedelta(minutes=len(events)), "dss_level": max(levels)}
+
+
+def _build_snapshot(client: TrainingClient, categories: tuple[str, ...]) -> TrainingSnapshot:
+    """Ask for a snapshot of the last day, as the training API would, and build it (commits)."""
+    snapshot = training.request_snapshot(client, training.SnapshotAsk(
+        purpose="code_and_text_completion", categories=categories,
+        collected_from=utcnow() - dt.timedelta(days=1), collected_to=utcnow(), max_dss_level=2))
+    commit()
+    work("migrations-test")
+    assert snapshot.state is SnapshotState.READY, snapshot.failed_reason
+    return snapshot
+
+
 def build_representative_data() -> None:
     """Fill every table through the portal's services, as months of use would (commits)."""
     load_catalog(read_catalog_file(SHIPPED_CATALOG), published_by="tests")
@@ -137,8 +173,25 @@ def build_representative_data() -> None:
     ingest_batch(alex, find_category("keystrokes"), **_events("gamma", minutes_ago=60))
     ingest_batch(alex, find_category("pointer"), **_pointer(90))
     ingest_batch(bea, find_category("keystrokes"), **_events("delta", minutes_ago=120))
+    # Ratings beside the keystrokes (so they may enter training), one strictly confidential
+    # document open beside alex's last batch (so some are left out, and counted).
+    ingest_batch(alex, find_category("sensitivity_ratings"), **_ratings(301, 1, 2))
+    ingest_batch(alex, find_category("sensitivity_ratings"), **_ratings(61, 3))
+    ingest_batch(bea, find_category("sensitivity_ratings"), **_ratings(121, 1))
     commit()
-    # A withdrawal queues a stop notice for the collector, which acknowledges it.
+    # A training pipeline's snapshot, built by the worker, and a model trained on it; a second
+    # snapshot retired (key destroyed, certificate issued, its client told).
+    pipeline, _token = training.create_client(
+        "assistant pipeline", purposes=["code_and_text_completion"],
+        scopes=list(TrainingScope), webhook_url="https://training.example.com/hook")
+    commit()
+    trained_on = _build_snapshot(pipeline, ("keystrokes", "ai_transcripts"))
+    assert trained_on.totals["included"] and trained_on.totals["excluded"], trained_on.totals
+    training.register_model(pipeline, "internal-assistant", "2025.1", [trained_on.public_id])
+    retire_snapshot(_build_snapshot(pipeline, ("keystrokes",)), by="Privacy team")
+    commit()
+    # A withdrawal queues a stop notice for the collector, which acknowledges it, and marks
+    # the snapshot holding bea's keystrokes outdated (an event, a notice to its client).
     withdrawal = withdraw_consent(bea, find_category("keystrokes"), method=ConsentMethod.WEB,
                                   actor=bea)
     assert withdrawal is not None
@@ -281,6 +334,8 @@ def snapshot(databases: Databases, template_database: str, instance: None) -> Sn
             build_representative_data()
         with app.app_context():
             found = _read_everything()
+            # What each revision from 0010 on is checked against holds here to begin with.
+            _check_training_snapshots()
     finally:
         get_engine(app).dispose()
     empty = [table for table, rows in found.rows.items() if not rows]
@@ -413,6 +468,25 @@ def _upgrade_from(revision: str, snapshot: Snapshot, databases: Databases) -> No
         get_engine(app).dispose()
 
 
+def _check_training_snapshots() -> None:
+    """Each snapshot's key still opens (a retired one has none), its files decrypt, and its
+    manifest still verifies: the upgrade kept what binds them (public id, wrapped key)."""
+    for snapshot in db.scalars(select(TrainingSnapshot).order_by(TrainingSnapshot.number)):
+        if snapshot.state is SnapshotState.RETIRED:
+            assert not snapshot.wrapped_key and snapshot.certificate_jws, snapshot.number
+            continue
+        key = open_snapshot_key(snapshot)
+        for part in snapshot.parts:
+            plain = b"".join(files.read_decrypted(files.snapshot_file(snapshot, part.path), key,
+                                                  aad=files.file_aad(snapshot, part.path)))
+            # The part's size and digest are the plaintext's, as the client sees it.
+            assert hashlib.sha256(plain).hexdigest() == part.sha256, part.path
+            assert pq.read_metadata(io.BytesIO(plain)).num_rows == part.rows, part.path
+        assert snapshot.manifest_jws is not None
+        verdict = verify_manifest(snapshot.manifest_jws)
+        assert verdict.valid, verdict.reason
+
+
 def _check_through_the_models(snapshot: Snapshot,
                               written: dict[str, list[dict[str, Any]]]) -> None:
     # Every row of every model loads (enums, JSON, times), and nothing else is there.
@@ -437,6 +511,8 @@ def _check_through_the_models(snapshot: Snapshot,
             assert list(read_own_batches(people[subject])) == batches, subject
         for key in db.scalars(select(DataKey)):
             assert key_still_opens(key.id) is (key.destroyed_at is None), key.id
+    if "training_snapshot" in written:
+        _check_training_snapshots()
     if "deletion_request" in written:
         assert {request.reference: request.state.value for request in
                 db.scalars(select(DeletionRequest))} == snapshot.request_states
