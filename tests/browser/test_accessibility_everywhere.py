@@ -113,6 +113,7 @@ ENDPOINTS: dict[str, Shown | Reached | NotAPage] = {
     "consent.jwks": NotAPage("JSON: the receipt signing keys"),
     "admin.webhook_deliveries": shown("/consent/admin/webhooks", roles=(ADMIN,)),
     "exports.my_data": shown("/my-data"),
+    "training.my_training": shown("/my-data/training"),
     "exports.download_form": shown("/my-data/download"),
     "audit.access_log": shown("/access-log"),
     "requests.index": shown("/requests/"),
@@ -142,6 +143,7 @@ ENDPOINTS: dict[str, Shown | Reached | NotAPage] = {
     "admin.review_notice": Reached("step 2 after handing in a catalog", (ADMIN,)),
     "admin.check_notice": Reached("step 3 after the review", (ADMIN,)),
     "collectors.index": shown("/admin/collectors/", roles=(ADMIN,)),
+    "training_admin.index": shown("/admin/training/snapshots", roles=(ADMIN,)),
     "collectors.create": shown("/admin/collectors/new", roles=(ADMIN,)),
     "collectors.revoke": shown("/admin/collectors/{collector}/revoke", roles=(ADMIN,)),
     "api.consent": NotAPage("collector API (JSON)"),
@@ -157,10 +159,12 @@ FORBIDDEN = {EMPLOYEE: "/hr/", HR: "/dpo/requests", DPO: "/admin/", ADMIN: "/hr/
 SCREENSHOTS = {
     ANONYMOUS: ("core.dashboard", "error 404"),
     EMPLOYEE: ("core.dashboard", "catalog.show", "requests.show", "exports.my_data",
+               "training.my_training",
                "requests.new (errors)", "error 403"),
     HR: ("hr.index",),
     DPO: ("dpo.queue", "dpo.show", "dpo.objection"),
-    ADMIN: ("admin.index", "collectors.index", "admin.new_notice (errors)"),
+    ADMIN: ("admin.index", "collectors.index", "admin.new_notice (errors)",
+            "training_admin.index"),
 }
 
 

@@ -41,7 +41,7 @@ OPERATIONS = ("GET /api/v1/consent", "GET /api/v1/consent/changes", "POST /api/v
 TRAINING_OPERATIONS = ("POST /api/v1/training/snapshots", "GET /api/v1/training/snapshots/{id}",
                        "GET /api/v1/training/snapshots/{id}/files/{path}",
                        "POST /api/v1/training/snapshots/{id}/retire",
-                       "POST /api/v1/training/models")
+                       "POST /api/v1/training/models", "GET /api/v1/training/changes")
 
 
 @pytest.fixture

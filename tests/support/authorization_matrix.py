@@ -97,6 +97,7 @@ TABLE: dict[str, Access] = {
     "consent.withdraw_all": Access.PERSON,
     "consent.history": Access.PERSON,
     "exports.my_data": Access.PERSON,
+    "training.my_training": Access.PERSON,
     "exports.download_form": Access.PERSON,
     "exports.download": Access.PERSON,
     "audit.access_log": Access.PERSON,
@@ -136,6 +137,7 @@ TABLE: dict[str, Access] = {
     "collectors.create": Access.ADMIN,
     "collectors.revoke": Access.ADMIN,
     "admin.webhook_deliveries": Access.ADMIN,
+    "training_admin.index": Access.ADMIN,
     # Collectors, by bearer token.
     "api.consent": Access.COLLECTOR,
     "api.consent_changes": Access.COLLECTOR,
