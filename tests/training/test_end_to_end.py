@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -49,83 +48,22 @@ from tests.support.training import (
     read_dataset,
     reload,
 )
+from tests.support.training_e2e import (
+    KEYS,
+    SENSITIVE,
+    SNAPSHOTS,
+    TOO_SENSITIVE,
+    ask,
+    collect,
+    create_client,
+    person,
+    register_model,
+    work,
+)
 from tests.support.training_lineage import verified_payload, webhook_receiver
 
-KEYS = "keystrokes"
-PURPOSE = "code_and_text_completion"
 PURPOSE_NAME = "Code and text assistance"
-SNAPSHOTS = "/api/v1/training/snapshots"
 MLCROISSANT = Path(sys.executable).parent / "mlcroissant"
-SENSITIVE = ("2 records left out: made while a confidential or strictly confidential "
-             "document (DSS level 3 or 4) was open.")
-TOO_SENSITIVE = "1 record left out: it was more sensitive than this dataset allows."
-
-
-def _stamp(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _create_client(app: Flask, webhook_url: str) -> tuple[str, str]:
-    """Register the training pipeline by command; return its token and webhook secret."""
-    result = app.test_cli_runner().invoke(args=[
-        "training", "clients", "create", "completion pipeline", "--purpose", PURPOSE,
-        "--webhook", webhook_url])
-    assert result.exit_code == 0, result.output
-    token = re.search(r"Token \(shown only now.*\):\n  (\S+)", result.output)
-    secret = re.search(r"Webhook secret .*:\n  (whsec_\S+)", result.output)
-    assert token and secret, result.output
-    return token.group(1), secret.group(1)
-
-
-def _person(subject: str) -> Person:
-    found = db.scalar(select(Person).where(Person.subject == subject))
-    assert found is not None
-    return found
-
-
-def _collect(app: Flask) -> dict[str, Any]:
-    """Store everyone's records through the vault; return what the rules must make of them.
-
-    Alex: two plain records in, two made within 30 minutes of a DSS 3 document out. Bea:
-    three in, one of a batch collected at DSS 3 out (the snapshot allows 2). Carl: no
-    sensitivity ratings, so no activity record of his may enter. Dora withdrew before.
-    """
-    with app.app_context():
-        alex, bea = _person("sub-alex"), _person("sub-bea")
-        carl, dora = create_person("sub-carl"), create_person("sub-dora")
-        grant(carl, KEYS)
-        grant(dora, KEYS)
-        ratings(alex, (recent(400), 1), (recent(100), 3))
-        keystrokes(alex, recent(300), recent(299), text="alex-plain")
-        keystrokes(alex, recent(110), recent(95), text="alex-near-secret")
-        ratings(bea, (recent(400), 2))
-        keystrokes(bea, recent(200), recent(199), recent(198), text="bea-plain")
-        keystrokes(bea, recent(150), dss_level=3, text="bea-too-sensitive")
-        keystrokes(carl, recent(250), recent(249), text="carl-unrated")
-        ratings(dora, (recent(400), 1))
-        keystrokes(dora, recent(240), text="dora-withdrawn")
-        withdraw(dora, KEYS)
-        commit()
-        return {"alex": alex.id, "bea": bea.id, "carl": carl.id, "dora": dora.id,
-                "workplace": {person.workplace_pseudonym
-                              for person in (alex, bea, carl, dora)}}
-
-
-def _ask(api: FlaskClient, token: str) -> str:
-    body = {"purpose": PURPOSE, "categories": [KEYS], "collected_from": _stamp(recent(24 * 60)),
-            "collected_to": _stamp(recent(0)), "max_dss_level": 2}
-    response = api.post(SNAPSHOTS, json=body, headers=bearer(token))
-    assert response.status_code == 202, response.json
-    assert response.json["state"] == "queued"
-    public_id: str = response.json["id"]
-    return public_id
-
-
-def _work(app: Flask) -> str:
-    result = app.test_cli_runner().invoke(args=["training", "work", "--once",
-                                                "--owner", "e2e"])
-    assert result.exit_code == 0, result.output
-    return result.output
 
 
 def _download(api: FlaskClient, token: str, described: dict[str, Any], folder: Path) -> Path:
@@ -174,12 +112,12 @@ def test_the_issue_end_to_end(app: Flask, sign_in: SignIn, catalog: int, tmp_pat
     Chooser(bea_web, catalog).post(KEYS, "grant").close()
     api = app.test_client()
     with webhook_receiver() as receiver:
-        token, secret = _create_client(app, receiver.url)
-        people = _collect(app)
+        token, secret = create_client(app, receiver.url)
+        people = collect(app)
 
         # 1. Asked for through the API, built by the worker's command.
-        public_id = _ask(api, token)
-        assert "built 1 part(s)" in _work(app)
+        public_id = ask(api, token)
+        assert "built 1 part(s)" in work(app)
         described = api.get(f"{SNAPSHOTS}/{public_id}", headers=bearer(token)).json
         assert described["state"] == "ready" and described["number"] == 1
         assert described["counts"] == {"included": 5, "excluded": {
@@ -195,13 +133,13 @@ def test_the_issue_end_to_end(app: Flask, sign_in: SignIn, catalog: int, tmp_pat
                                                       "--files", str(folder)])
         assert verified.exit_code == 0, verified.output
         assert "all 2 files match" in verified.output
-        names = _pseudonyms(app, public_id, alex=people["alex"], bea=people["bea"])
+        names = _pseudonyms(app, public_id, alex=people.ids["alex"], bea=people.ids["bea"])
         assert _rows(folder) == sorted([(names["alex"], "alex-plain")] * 2
                                        + [(names["bea"], "bea-plain")] * 3)
         every_value = json.dumps(duckdb.connect().execute(
             "select * from read_parquet(?)", [str(folder / KEYS / "*.parquet")]).fetchall(),
             default=str)
-        for workplace in people["workplace"]:
+        for workplace in people.workplace:
             assert workplace not in every_value
         for left_out in ("alex-near-secret", "bea-too-sensitive", "carl-unrated",
                          "dora-withdrawn"):
@@ -222,9 +160,7 @@ def test_the_issue_end_to_end(app: Flask, sign_in: SignIn, catalog: int, tmp_pat
         assert validated.returncode == 0, validated.stdout + validated.stderr
 
         # 5. A model trained on it.
-        model = api.post("/api/v1/training/models", headers=bearer(token), json={
-            "name": "completion-llm", "version": "2.0", "snapshots": [public_id]})
-        assert model.status_code == 201, model.json
+        register_model(api, token, public_id)
 
         # 4 and 5. Each person sees their own read and counts, nobody else's.
         alex_log = _page(alex_web, "/access-log")
@@ -255,19 +191,19 @@ def test_the_issue_end_to_end(app: Flask, sign_in: SignIn, catalog: int, tmp_pat
                        headers=bearer(token)).json["outdated_at"] is not None
 
         # "Not used in any new training run": a new snapshot leaves Alex out.
-        second = _ask(api, token)
-        _work(app)
+        second = ask(api, token)
+        work(app)
         later = api.get(f"{SNAPSHOTS}/{second}", headers=bearer(token)).json
         assert later["state"] == "ready"
         assert later["counts"]["included"] == 3
         assert later["counts"]["excluded"]["no_consent"] == 1 + 4  # Dora's, Alex's
         later_folder = tmp_path / "second" / "files"
         _download(api, token, later, later_folder)
-        renamed = _pseudonyms(app, second, alex=people["alex"], bea=people["bea"])
+        renamed = _pseudonyms(app, second, alex=people.ids["alex"], bea=people.ids["bea"])
         assert renamed["bea"] != names["bea"]  # pseudonyms keyed per snapshot
         assert _rows(later_folder) == [(renamed["bea"], "bea-plain")] * 3
         with app.app_context():
-            assert holding(_snapshot(second), _person("sub-alex"), KEYS) == (
+            assert holding(_snapshot(second), person("sub-alex"), KEYS) == (
                 0, {"no_consent": 4})
         # The old snapshot still holds Alex's records (models keep what they learned).
         alex_page = _page(alex_web, "/my-data/training")
@@ -279,7 +215,7 @@ def test_the_issue_end_to_end(app: Flask, sign_in: SignIn, catalog: int, tmp_pat
     # 6b. Bea's deletion request, executed by the DPO: the certificate names what held it.
     with app.app_context():
         dana = create_person("sub-dana-dpo", groups=("privacy-office",))
-        request = requests_service.submit_deletion_request(_person("sub-bea"),
+        request = requests_service.submit_deletion_request(person("sub-bea"),
                                                            scope=DeletionScope.ALL)
         requests_service.approve_deletion(request, dpo=dana)
         commit()
