@@ -304,6 +304,42 @@ def test_a_withdrawal_while_a_part_is_built_marks_the_ready_snapshot(
         assert [held.outdated for held in lineage.snapshots_holding(bea.id)] == [False]
 
 
+def test_an_erasure_while_a_part_is_built_marks_the_ready_snapshot(
+        app: Flask, catalog: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the withdrawal above, with Alex's deletion request approved and executed by a DPO
+    between the part's read and its recording."""
+    with app.app_context():
+        alex = create_person("sub-erase-alex")
+        create_person("sub-erase-dpo", groups=("privacy-office",))
+        grant(alex, KEYS)
+        ratings(alex, (recent(600), 1))
+        keystrokes(alex, recent(60), recent(59))
+        snapshot = ask_snapshot(categories=[KEYS], collected_from=recent(24 * 60),
+                                collected_to=recent(0) + dt.timedelta(minutes=1))
+        commit()
+        alex_id, snapshot_id = alex.id, snapshot.id
+    record_part = build._record_part
+
+    def erase_then_record(*args: Any, **kwargs: Any) -> None:
+        with app.app_context():
+            dpo = person("sub-erase-dpo")
+            request = requests_service.submit_deletion_request(
+                db.get_one(Person, alex_id), scope=DeletionScope.ALL)
+            requests_service.approve_deletion(request, dpo=dpo)
+            commit()
+            requests_service.execute_deletion(request, actor=dpo)
+            commit()
+        record_part(*args, **kwargs)
+
+    monkeypatch.setattr(build, "_record_part", erase_then_record)
+    with app.app_context():
+        assert build.work("racer") == 1
+        ready = reload(db.get_one(TrainingSnapshot, snapshot_id))
+        assert ready.state is SnapshotState.READY and ready.outdated_at is not None
+        assert [(held.included, held.outdated_reason)
+                for held in lineage.snapshots_holding(alex_id)] == [(2, OutdatedReason.ERASED)]
+
+
 def test_a_withdrawal_after_one_part_is_recorded_marks_it_and_the_rest_leaves_them_out(
         app: Flask, catalog: int) -> None:
     """The plain order: one part recorded, a withdrawal, then the other parts."""
