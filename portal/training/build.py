@@ -28,11 +28,14 @@ from sqlalchemy import delete, func, select, update
 from portal.audit.models import AuditAction, AuditRole
 from portal.audit.service import record
 from portal.catalog.models import Category
+from portal.consent.models import ConsentState, ConsentStatus
 from portal.db import db, get_engine, utcnow
-from portal.training import files
+from portal.training import files, lineage
 from portal.training.keys import SnapshotKey, open_snapshot_key
 from portal.training.manifest import seal_snapshot
 from portal.training.models import (
+    ExclusionReason,
+    OutdatedReason,
     PartState,
     SnapshotHolding,
     SnapshotPart,
@@ -43,8 +46,10 @@ from portal.training.rules import (
     INCLUDED,
     REASONS,
     PartRules,
+    deletion_holds,
     live_keys,
     moments_ms,
+    person_reasons,
     person_spans,
 )
 from portal.vault.keys import configured_master_key, unwrap
@@ -295,7 +300,8 @@ def build_part(part: SnapshotPart, owner: str) -> None:
     material: tuple[str, bytes] | None = None
     lease = _Lease(part.id, owner)
     batches = [] if not keys else db.execute(
-        select(CollectedBatch.public_id, CollectedBatch.person_id, CollectedBatch.category_key,
+        select(CollectedBatch.id, CollectedBatch.public_id, CollectedBatch.person_id,
+               CollectedBatch.category_key,
                CollectedBatch.data_key_id, CollectedBatch.dss_level,
                CollectedBatch.event_count, CollectedBatch.collected_to,
                CollectedBatch.nonce, CollectedBatch.ciphertext)
@@ -305,6 +311,7 @@ def build_part(part: SnapshotPart, owner: str) -> None:
         .order_by(CollectedBatch.person_id, CollectedBatch.collected_from, CollectedBatch.id)
         .execution_options(yield_per=16))
     chunk = _Chunk(rules, writer)
+    opened: dict[int, int] = {}  # batch id -> person: to see at the end if any was erased
     for batch in batches:
         lease.keep()
         reason = rules.batch_reason(batch.person_id, batch.dss_level, batch.collected_to)
@@ -314,18 +321,22 @@ def build_part(part: SnapshotPart, owner: str) -> None:
         if material is None or material[0] != batch.data_key_id:
             material = (batch.data_key_id, unwrap(master, keys[batch.data_key_id]))
         chunk.add(batch.person_id, decrypt_batch(material[1], batch), batch.event_count)
+        opened[batch.id] = batch.person_id
     chunk.write(last=True)
-    _record_part(part, owner, rules, writer, sink, relative, chunk.written)
+    _record_part(part, owner, rules, writer, sink, relative, chunk.written, opened)
 
 
 def _record_part(part: SnapshotPart, owner: str, rules: PartRules, writer: pq.ParquetWriter,
-                 sink: files.EncryptedWriter, relative: str, written: int) -> None:
+                 sink: files.EncryptedWriter, relative: str, written: int,
+                 opened: dict[int, int]) -> None:
     """Publish the part's file and record it, its people's counts and its end together.
 
     The part's row is locked and its lease checked before the file is closed (which puts it
     in place), so a worker whose lease was taken over never replaces the other's file.
     """
-    # The snapshot's row first, then the part's: every worker takes them in this order.
+    # The changes feed's lock, then the snapshot's row, then the part's: every worker (and
+    # every marking and retirement, lineage.lock_feed) takes them in this order.
+    lineage.lock_feed()
     snapshot = db.scalars(_snapshot_locked(part.snapshot_id)).one()
     locked = select(SnapshotPart).where(SnapshotPart.id == part.id)
     if db.get_bind().dialect.name == "postgresql":
@@ -345,6 +356,7 @@ def _record_part(part: SnapshotPart, owner: str, rules: PartRules, writer: pq.Pa
                                excluded=dict(sorted(tally.excluded.items())))
                for person_id, tally in sorted(rules.tallies.items())
                if tally.included or tally.excluded)
+    _mark_changed_while_read(snapshot, rules, opened)
     current.state = PartState.DONE
     current.path = relative
     current.rows = written
@@ -359,6 +371,60 @@ def _record_part(part: SnapshotPart, owner: str, rules: PartRules, writer: pq.Pa
                             SnapshotPart.state != PartState.DONE))
     if left == 0 and snapshot.state is SnapshotState.BUILDING:
         _finish(snapshot, rules.key)
+
+
+def _mark_changed_while_read(snapshot: TrainingSnapshot, rules: PartRules,
+                             opened: dict[int, int]) -> None:
+    """Mark outdated the holdings just recorded of people who left since the rules were read.
+
+    The rules read consent, objections and deletion holds when the part started; a person
+    who withdrew, objected, asked for deletion or had records erased (a batch opened is gone
+    or its key destroyed) while it was built was let in, and the
+    marking of that change (lineage) found no holding of this part to mark: without this, the
+    snapshot would end ready holding them, unmarked. So the people included are checked
+    again here, after the holdings are written and before the commit, as of now: on
+    PostgreSQL under the feed's lock (taken first in ``_record_part``), which every marking
+    takes before it looks for holdings, so a change that commits later finds these holdings
+    itself; on SQLite after this unit of work's first write, which holds the one write lock.
+    Marked like the change's own marking would have (the client is told, the person sees it);
+    models keep what they learned, the rules keep them out of every later snapshot.
+    """
+    included = sorted(person_id for person_id, tally in rules.tallies.items()
+                      if tally.included)
+    if not included:
+        return
+    category = rules.category
+    gone: dict[OutdatedReason, set[int]] = {}
+    for person_id, reason in person_reasons(snapshot, category, included).items():
+        if reason is ExclusionReason.OBJECTION:
+            gone.setdefault(OutdatedReason.OBJECTED, set()).add(person_id)
+            continue
+        status = db.get(ConsentStatus, (person_id, category.key), populate_existing=True)
+        expired = status is not None and status.state is ConsentState.EXPIRED
+        gone.setdefault(OutdatedReason.EXPIRED if expired else OutdatedReason.WITHDRAWN,
+                        set()).add(person_id)
+    # Erased since: a batch opened is gone, or its key destroyed (an executed request has no
+    # hold any more; a retention purge never had one).
+    batch_ids = sorted(opened)
+    kept: set[int] = set()
+    for start in range(0, len(batch_ids), 500):
+        kept.update(db.scalars(
+            select(CollectedBatch.id).join(DataKey, DataKey.id == CollectedBatch.data_key_id)
+            .where(CollectedBatch.id.in_(batch_ids[start:start + 500]),
+                   DataKey.destroyed_at.is_(None))))
+    erased = {opened[batch_id] for batch_id in batch_ids if batch_id not in kept}
+    if erased & set(included):
+        gone.setdefault(OutdatedReason.ERASED, set()).update(erased & set(included))
+    for person_id, holds in deletion_holds(included).items():
+        # A request that reaches this category and the snapshot's period: its records are
+        # to be erased (an erasure already done leaves its approved request's hold).
+        if any(hold.covers_category(category.key)
+               and (hold.since is None or hold.since < snapshot.collected_to)
+               and (hold.until is None or hold.until >= snapshot.collected_from)
+               for hold in holds):
+            gone.setdefault(OutdatedReason.ERASED, set()).add(person_id)
+    for reason, people in sorted(gone.items()):
+        lineage.mark_outdated_for(people, category.key, reason, snapshot_id=snapshot.id)
 
 
 def _snapshot_locked(snapshot_id: int) -> Any:

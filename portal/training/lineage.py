@@ -75,13 +75,27 @@ def mark_outdated(person_id: int, category_key: str | None, reason: OutdatedReas
 
 def mark_outdated_for(person_ids: Iterable[int], category_key: str | None,
                       reason: OutdatedReason, *, since: dt.datetime | None = None,
-                      until: dt.datetime | None = None) -> list[TrainingSnapshot]:
-    """Mark outdated the snapshots holding records of any of these people (see mark_outdated)."""
+                      until: dt.datetime | None = None,
+                      snapshot_id: int | None = None) -> list[TrainingSnapshot]:
+    """Mark outdated the snapshots holding records of any of these people (see mark_outdated).
+
+    ``snapshot_id``: that snapshot only (a part just recorded, see ``build._record_part``).
+    """
     people = sorted(set(person_ids))
     marked: dict[int, TrainingSnapshot] = {}
+    if not people:
+        return []
+    # The feed's lock first, then rows: the one order every marking, retirement and part
+    # recording takes. Taken before looking for holdings, not only once some are found: a
+    # part being recorded holds it from before it inserts its holdings until it commits, so
+    # this search either waits for them (and finds them) or the part, waiting in turn, sees
+    # this change when it checks its people again (build._mark_changed_while_read).
+    lock_feed()
     for start in range(0, len(people), _CHUNK):
         chunk = people[start:start + _CHUNK]
         criteria = _holding_criteria(chunk, category_key)
+        if snapshot_id is not None:
+            criteria.append(SnapshotHolding.snapshot_id == snapshot_id)
         snapshot_ids = list(db.scalars(
             _overlapping(select(SnapshotHolding.snapshot_id).distinct()
                          .join(TrainingSnapshot,
@@ -90,8 +104,6 @@ def mark_outdated_for(person_ids: Iterable[int], category_key: str | None,
                          since, until)))
         if not snapshot_ids:
             continue
-        # The feed's lock first, then rows: the one order every marking and retirement takes.
-        _lock_feed()
         now = utcnow()
         db.execute(update(SnapshotHolding)
                    .where(*criteria, SnapshotHolding.snapshot_id.in_(snapshot_ids),
@@ -129,12 +141,16 @@ def _overlapping(query: Select[Any], since: dt.datetime | None,
     return query
 
 
-def _lock_feed() -> None:
+def lock_feed() -> None:
     """Hold the changes feed until the commit, so cursors become visible in order.
 
     A client polling ``after=N`` must never find an event numbered below N appear later.
     PostgreSQL: an EXCLUSIVE table lock (readers go on) taken before the id is drawn from the
     sequence, so ids commit in order. SQLite has one writer at a time already.
+
+    It also orders marking against the recording of a snapshot's parts (``build``), which
+    takes it first: a withdrawal, objection or erasure and a part holding that person are
+    never both unaware of each other.
     """
     if db.get_bind().dialect.name == "postgresql":
         db.execute(text("LOCK TABLE training_snapshot_event IN EXCLUSIVE MODE"))
@@ -169,7 +185,7 @@ def _announce_outdated(snapshot: TrainingSnapshot, reason: OutdatedReason) -> No
 
 def _write_event(snapshot: TrainingSnapshot, kind: SnapshotEventKind,
                  reasons: list[str]) -> SnapshotEvent:
-    _lock_feed()
+    lock_feed()
     event = SnapshotEvent(snapshot_id=snapshot.id, kind=kind, reasons=reasons,
                           occurred_at=utcnow())
     event.snapshot = snapshot
@@ -282,7 +298,7 @@ def retire_snapshot(snapshot: TrainingSnapshot, *, by: str,
     """
     if not by.strip():
         raise ValueError("a retirement needs the name of who retires it")
-    _lock_feed()
+    lock_feed()
     snapshot = _lock_snapshot(snapshot)
     if snapshot.state is SnapshotState.RETIRED:
         raise RetirementRefused(
@@ -421,7 +437,7 @@ class SnapshotChange:
 def list_snapshot_changes(client: TrainingClient, after: int, limit: int) -> list[SnapshotChange]:
     """Return up to ``limit`` events of the client's snapshots after cursor ``after``, oldest first.
 
-    The cursor is the event id; ids become visible in the order given (see :func:`_lock_feed`),
+    The cursor is the event id; ids become visible in the order given (see :func:`lock_feed`),
     so a client polling with the last cursor it saw misses nothing and sees nothing twice.
     """
     rows = db.execute(select(SnapshotEvent, TrainingSnapshot.public_id, TrainingSnapshot.number)
