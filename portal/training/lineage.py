@@ -45,6 +45,7 @@ from portal.training.models import (
     TrainingSnapshot,
 )
 from portal.training.overview import ModelTrained, models_trained_on
+from portal.training.rules import RATINGS
 
 CERTIFICATE_TYPE = "training-retirement-certificate"
 CERTIFICATE_VERSION = 1
@@ -207,14 +208,26 @@ def _consent_ended(event: ConsentEvent, **_kwargs: Any) -> None:
                   _ENDED.get(event.state, OutdatedReason.WITHDRAWN))
 
 
+def _reaches(category_key: str | None) -> str | None:
+    """Return which of a person's holdings a change to ``category_key`` reaches.
+
+    Their sensitivity ratings are what showed which of their activity records were safe to
+    let in (portal.training.rules): an objection to them, or their erasure, reaches every
+    category (``None``), as a new snapshot would leave all their activity records out.
+    """
+    return None if category_key == RATINGS else category_key
+
+
 def _objection_filed(objection: Any, **_kwargs: Any) -> None:
-    mark_outdated(objection.person_id, objection.category_key, OutdatedReason.OBJECTED)
+    mark_outdated(objection.person_id, _reaches(objection.category_key),
+                  OutdatedReason.OBJECTED)
 
 
 def _records_erased(_sender: object, *, person_ids: Sequence[int], category_key: str | None,
                     since: dt.datetime | None = None, until: dt.datetime | None = None,
                     **_kwargs: Any) -> None:
-    mark_outdated_for(person_ids, category_key, OutdatedReason.ERASED, since=since, until=until)
+    mark_outdated_for(person_ids, _reaches(category_key), OutdatedReason.ERASED, since=since,
+                      until=until)
 
 
 def connect_receivers(app: Flask) -> None:

@@ -22,8 +22,10 @@ def exclusion_sentence(reason: str, count: int) -> str:
     # they were not put into a training dataset.
     sentences = {
         ExclusionReason.NO_CONSENT: ngettext(
-            "%(count)s record left out: your consent was not given under the notice in force.",
-            "%(count)s records left out: your consent was not given under the notice in force.",
+            "%(count)s record left out: you had not given your consent, or had withdrawn it, "
+            "when the dataset was made.",
+            "%(count)s records left out: you had not given your consent, or had withdrawn it, "
+            "when the dataset was made.",
             count, count=shown),
         ExclusionReason.OBJECTION: ngettext(
             "%(count)s record left out: you objected to this use, and your objection is "
@@ -141,13 +143,14 @@ def state_tag(state: str) -> str:
 def outdated_sentence(reason: str | None) -> str:
     """Say why the person's records in a dataset were marked outdated."""
     sentences = {
-        OutdatedReason.WITHDRAWN: _("Marked outdated because you withdrew your consent."),
-        OutdatedReason.OBJECTED: _("Marked outdated because you objected."),
-        OutdatedReason.ERASED: _("Marked outdated because your data was erased."),
-        OutdatedReason.EXPIRED: _("Marked outdated because your consent ended when the notice "
-                                  "changed."),
+        OutdatedReason.WITHDRAWN: _("The records used here are outdated: you withdrew your "
+                                    "consent."),
+        OutdatedReason.OBJECTED: _("The records used here are outdated: you objected."),
+        OutdatedReason.ERASED: _("The records used here are outdated: your data was erased."),
+        OutdatedReason.EXPIRED: _("The records used here are outdated: your consent ended "
+                                  "when the notice changed."),
     }
-    return str(sentences.get(reason, _("Marked outdated.")))  # type: ignore[call-overload]
+    return str(sentences.get(reason, _("The records used here are outdated.")))  # type: ignore[call-overload]
 
 
 def category_records(count: int, category: str) -> str:

@@ -208,9 +208,9 @@ def test_the_issue_end_to_end(app: Flask, sign_in: SignIn, catalog: int, tmp_pat
         # The old snapshot still holds Alex's records (models keep what they learned).
         alex_page = _page(alex_web, "/my-data/training")
         assert "Training dataset 1" in alex_page and "Training dataset 2" in alex_page
-        assert "Marked outdated because you withdrew your consent." in alex_page
-        assert "4 records left out: your consent was not given under the notice in force." \
-            in alex_page
+        assert "The records used here are outdated: you withdrew your consent." in alex_page
+        assert ("4 records left out: you had not given your consent, or had withdrawn it, "
+                "when the dataset was made.") in alex_page
 
     # 6b. Bea's deletion request, executed by the DPO: the certificate names what held it.
     with app.app_context():

@@ -135,6 +135,24 @@ def test_an_objection_marks_the_snapshots_holding_that_category(app: Flask, ctx:
     assert (change.number, change.reasons) == (snapshot.number, ["objected"])
 
 
+def test_an_objection_to_ones_ratings_marks_every_category_they_let_in(
+        app: Flask, ctx: None) -> None:
+    # The ratings showed which activity records were safe; without them a new snapshot
+    # leaves every activity record of the person out, so every holding is outdated.
+    alex, blake = create_person("sub-alex"), create_person("sub-blake")
+    snapshot = create_snapshot(make_client(), {(alex.id, KEYS): 2, (alex.id, "pointer"): 3,
+                                               (blake.id, KEYS): 1})
+    commit()
+    section = find_section("sensitivity_ratings")
+    assert section is not None
+    file_objection(alex, section, "The classifier rates my documents wrongly.")
+    commit()
+    for category in (KEYS, "pointer"):
+        assert _holding(snapshot.id, alex.id, category).outdated_reason is \
+            OutdatedReason.OBJECTED
+    assert _holding(snapshot.id, blake.id, KEYS).outdated_at is None
+
+
 def test_erasing_a_period_marks_only_snapshots_whose_period_overlaps_it(
         app: Flask, ctx: None) -> None:
     alex = create_person("sub-alex")

@@ -69,10 +69,11 @@ def test_the_page_shows_the_persons_own_counts_reasons_and_models(
     assert "Training dataset 13: Task assistant" in page
     assert "1,234" in page and "56" in page
     assert SENSITIVE in page
-    assert "1 record left out: your consent was not given under the notice in force." in page
+    assert ("1 record left out: you had not given your consent, or had withdrawn it, when the "
+            "dataset was made.") in page
     assert "helper-llm, version 3.1" in page
     assert "Retired: deleted" in page and "Ready" in page
-    assert "Marked outdated because you withdrew your consent." in page
+    assert "The records used here are outdated: you withdrew your consent." in page
     # The explanation keeps to the notice's promise about models already trained.
     assert "not used in any new training run" in page
     assert "Models trained before you withdrew keep what they learned." in page
