@@ -35,6 +35,7 @@ from portal.training.models import (
     SnapshotState,
     TrainingSnapshot,
 )
+from portal.training.overview import CategoryHeld, describe_training_for
 from tests.support.batches import recent
 from tests.support.collector_api import bearer
 from tests.support.consent import Chooser
@@ -65,6 +66,12 @@ from tests.support.training_lineage import verified_payload, webhook_receiver
 PURPOSE_NAME = "Code and text assistance"
 MLCROISSANT = Path(sys.executable).parent / "mlcroissant"
 
+
+
+def _held(person_id: int) -> list[CategoryHeld]:
+    """Return what the person's own page lists: each dataset's categories, newest first."""
+    return [category for dataset in describe_training_for(person_id, "en")
+            for category in dataset.categories]
 
 def _download(api: FlaskClient, token: str, described: dict[str, Any], folder: Path) -> Path:
     """Download every listed file into ``folder``; write the manifest beside it."""
@@ -292,7 +299,7 @@ def test_a_withdrawal_while_a_part_is_built_marks_the_ready_snapshot(
         assert ready.outdated_at is not None
         alex = db.get_one(Person, alex_id)
         assert holding(ready, alex, KEYS) == (2, {})  # built from the read before
-        marked = lineage.snapshots_holding(alex_id)
+        marked = _held(alex_id)
         assert [(held.included, held.outdated_reason) for held in marked] == [
             (2, OutdatedReason.WITHDRAWN)]
         assert read_dataset(ready, KEYS).num_rows == 4
@@ -301,7 +308,7 @@ def test_a_withdrawal_while_a_part_is_built_marks_the_ready_snapshot(
         # Bea, who did not withdraw, is not marked.
         bea = db.scalar(select(Person).where(Person.subject == "sub-race-bea"))
         assert bea is not None
-        assert [held.outdated for held in lineage.snapshots_holding(bea.id)] == [False]
+        assert [held.outdated_at is not None for held in _held(bea.id)] == [False]
 
 
 def test_an_erasure_while_a_part_is_built_marks_the_ready_snapshot(
@@ -337,7 +344,7 @@ def test_an_erasure_while_a_part_is_built_marks_the_ready_snapshot(
         ready = reload(db.get_one(TrainingSnapshot, snapshot_id))
         assert ready.state is SnapshotState.READY and ready.outdated_at is not None
         assert [(held.included, held.outdated_reason)
-                for held in lineage.snapshots_holding(alex_id)] == [(2, OutdatedReason.ERASED)]
+                for held in _held(alex_id)] == [(2, OutdatedReason.ERASED)]
 
 
 def test_a_withdrawal_after_one_part_is_recorded_marks_it_and_the_rest_leaves_them_out(
@@ -362,8 +369,8 @@ def test_a_withdrawal_after_one_part_is_recorded_marks_it_and_the_rest_leaves_th
         assert ready.state is SnapshotState.READY and ready.outdated_at is not None
         assert holding(ready, crowd[0], KEYS) == (1, {})
         assert holding(ready, crowd[1], KEYS) == (0, {"no_consent": 1})
-        assert [held.outdated_reason for held in lineage.snapshots_holding(crowd[0].id)
+        assert [held.outdated_reason for held in _held(crowd[0].id)
                 ] == [OutdatedReason.WITHDRAWN]
-        assert [held.outdated for held in lineage.snapshots_holding(crowd[2].id)] == [
+        assert [held.outdated_at is not None for held in _held(crowd[2].id)] == [
             False]
 
