@@ -135,7 +135,8 @@ class TrainingSnapshot(Base):
     collected_from: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     collected_to: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     max_dss_level: Mapped[int] = mapped_column(SmallInteger)
-    # The notice in force when the snapshot was asked for: consent is checked against it.
+    # The notice in force when the snapshot was asked for: the purpose was checked against it,
+    # and the manifest names it. Consent is read from the ledger when each part is built.
     notice_version_id: Mapped[int] = mapped_column(ForeignKey("notice_version.id"))
     state: Mapped[SnapshotState] = mapped_column(str_enum(SnapshotState, 16),
                                                  default=SnapshotState.QUEUED)

@@ -257,8 +257,8 @@ def _check_ask(client: TrainingClient, ask: SnapshotAsk, notice: NoticeVersion) 
 def request_snapshot(client: TrainingClient, ask: SnapshotAsk) -> TrainingSnapshot:
     """Queue a snapshot for ``client`` as asked; the workers build it later.
 
-    It is checked against the notice in force now, whose version it keeps: consent is
-    checked against that version when the snapshot is built.
+    The purpose and categories are checked against the notice in force now, whose version
+    the snapshot keeps; consent, objections and deletions are read when it is built.
 
     :raise SnapshotRefused: the purpose is not the client's, or the notice does not allow it
         for a category; a category is unknown, missing or named twice; the period is empty

@@ -83,7 +83,7 @@ def reason_label(reason: str) -> str:
     """Name a reason for leaving records out, briefly (the administrator's counts)."""
     labels = {
         # i18n: why records were left out of a training dataset, before a count
-        ExclusionReason.NO_CONSENT: _("No consent under the notice in force"),
+        ExclusionReason.NO_CONSENT: _("No consent given, or consent withdrawn"),
         ExclusionReason.OBJECTION: _("Objection pending or upheld"),
         ExclusionReason.DELETION_REQUEST: _("Deletion request pending or approved"),
         ExclusionReason.PAST_RETENTION: _("Past the retention period"),
