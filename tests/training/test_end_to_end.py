@@ -36,6 +36,7 @@ from portal.training.models import (
     TrainingSnapshot,
 )
 from portal.training.overview import CategoryHeld, describe_training_for
+from portal.vault.errors import VaultIntegrityError
 from tests.support.batches import recent
 from tests.support.collector_api import bearer
 from tests.support.consent import Chooser
@@ -244,7 +245,7 @@ def test_the_issue_end_to_end(app: Flask, sign_in: SignIn, catalog: int, tmp_pat
         snapshot = _snapshot(public_id)
         assert snapshot.state is SnapshotState.RETIRED
         assert not snapshot_folder(snapshot).exists()
-        with pytest.raises(Exception):  # noqa: B017,PT011 - whatever the key store raises
+        with pytest.raises(VaultIntegrityError, match="was retired"):
             open_snapshot_key(snapshot)
     certificate = tmp_path / "retirement.jws"
     certificate.write_text(retired.json["certificate"])
