@@ -9,7 +9,7 @@ from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
 from portal.audit import service
-from portal.audit.wording import ROLES, describe_entry
+from portal.audit.wording import ROLES, WHY, describe_entry
 from portal.i18n import current_locale
 
 bp = Blueprint("audit", __name__)
@@ -24,7 +24,8 @@ def access_log() -> Response:
     # Each entry in the reader's own terms (a training dataset names their own counts).
     describe = partial(describe_entry, person_id=person_id, language=current_locale())
     response = make_response(render_template(
-        "audit/access_log.html", page=page, describe=describe, role_labels=ROLES))
+        "audit/access_log.html", page=page, describe=describe, role_labels=ROLES,
+        why=WHY))
     # Names of who read the person's data: no cache may keep a copy.
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -37,6 +37,16 @@ WHAT: dict[str, LazyString] = {
                             "records, under a pseudonym"),
 }
 
+#: Why the portal did what an entry records, for entries that hold no reason in someone's own
+#: words: the portal acted on a rule the notice states, not on a person's request.
+WHY: dict[str, LazyString] = {
+    # i18n: access log, "Why" column of a training dataset's read or download.
+    "training.snapshot": _l("To train AI models, for the purpose the notice names"),
+    "training.download": _l("To train AI models, for the purpose the notice names"),
+    # i18n: access log, "Why" column of a training dataset's retirement.
+    "training.retire": _l("The dataset was retired: it can no longer be used for training"),
+}
+
 ROLES: dict[AuditRole, LazyString] = {
     AuditRole.SUBJECT: _l("You"),
     AuditRole.HR: _l("HR"),

@@ -127,6 +127,9 @@ def test_each_access_log_names_the_readers_own_counts(app: Flask, people: Client
     assert ("Training dataset 12 for the purpose “Task assistant” read 1,234 of your records "
             "in “Keystrokes”, 56 of your records in “Pointer movements”.") in alex
     assert "Training dataset 13 for the purpose “Task assistant” read 5 of your records" in alex
+    # The portal read them under the notice's rule, not at someone's request: it says so.
+    assert "To train AI models, for the purpose the notice names" in alex
+    assert "No reason given" not in alex
     bea = people.bea.get("/access-log").get_data(as_text=True)
     assert ("Training dataset 12 for the purpose “Task assistant” read 4,321 of your records in "
             "“Keystrokes”.") in bea
