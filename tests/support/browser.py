@@ -89,6 +89,25 @@ def sign_in_with_form(page: Page, base_url: str, username: str, password: str,
     page.wait_for_url(f"{base_url}/**")
 
 
+#: The href of the element that has the keyboard's focus (None when it is not a link).
+FOCUSED_HREF = "() => document.activeElement && document.activeElement.getAttribute('href')"
+
+
+def follow_link_by_keyboard(page: Page, base_url: str, href: str, *, most: int = 80) -> None:
+    """Press Tab until the link to ``href`` has the focus, then Enter, and wait for its page.
+
+    :raise AssertionError: ``most`` presses of Tab never reach the link.
+    """
+    for _ in range(most):
+        page.keyboard.press("Tab")
+        if page.evaluate(FOCUSED_HREF) == href:
+            break
+    else:
+        raise AssertionError(f"the link to {href} is not reachable with Tab")
+    with page.expect_navigation(url=f"{base_url}{href}"):
+        page.keyboard.press("Enter")
+
+
 def migrated_sqlite_database(path: Path) -> str:
     """Create an SQLite database at the latest schema and return its URL.
 

@@ -9,7 +9,12 @@ from flask import Flask
 from playwright.sync_api import Browser, Page
 
 from portal.db import commit
-from tests.support.browser import assert_accessible, screenshot, sign_in_with_form
+from tests.support.browser import (
+    assert_accessible,
+    follow_link_by_keyboard,
+    screenshot,
+    sign_in_with_form,
+)
 from tests.support.factories import withdraw
 from tests.support.identity import ACCOUNTS, PASSWORD
 from tests.support.training_e2e import (
@@ -27,7 +32,6 @@ from tests.support.training_e2e import (
 pytestmark = pytest.mark.browser
 
 #: Where the focus is: the href of the focused element, if any.
-FOCUSED_HREF = "() => document.activeElement && document.activeElement.getAttribute('href')"
 
 
 def _sign_in(page: Page, live_server: str, who: str) -> None:
@@ -54,15 +58,8 @@ def test_the_person_reads_a_dataset_built_for_real(app: Flask, browser: Browser,
     page.goto("/")
     with page.expect_navigation(url=f"{live_server}/my-data"):
         page.get_by_role("link", name="My data", exact=True).click()
-    # The keyboard alone: Tab to the training page's link, Enter.
-    for _ in range(80):
-        page.keyboard.press("Tab")
-        if page.evaluate(FOCUSED_HREF) == "/my-data/training":
-            break
-    else:
-        raise AssertionError("the training page's link is not reachable with Tab")
-    with page.expect_navigation(url=f"{live_server}/my-data/training"):
-        page.keyboard.press("Enter")
+    # The keyboard alone reaches the link to the training page and follows it.
+    follow_link_by_keyboard(page, live_server, "/my-data/training")
 
     assert page.get_by_role("heading", name="Your records in AI training", level=1).is_visible()
     assert page.get_by_role("heading",

@@ -12,7 +12,12 @@ from playwright.sync_api import Browser, Page
 from portal.db import commit
 from portal.requests import service
 from portal.requests.models import DeletionScope
-from tests.support.browser import assert_accessible, screenshot, sign_in_with_form
+from tests.support.browser import (
+    assert_accessible,
+    follow_link_by_keyboard,
+    screenshot,
+    sign_in_with_form,
+)
 from tests.support.factories import account_person, publish_shipped_catalog
 from tests.support.identity import ACCOUNTS, PASSWORD
 from tests.support.training_views import (
@@ -29,7 +34,6 @@ pytestmark = pytest.mark.browser
 SENSITIVE = ("412 records left out: made while a confidential or strictly confidential "
              "document (DSS level 3 or 4) was open.")
 #: What has focus and whether it is the link wanted.
-FOCUSED_HREF = "() => document.activeElement && document.activeElement.getAttribute('href')"
 
 
 def _sign_in(page: Page, live_server: str, who: str) -> None:
@@ -79,14 +83,7 @@ def test_the_person_finds_reads_and_understands_their_training_page(
     with page.expect_navigation(url=f"{live_server}/my-data"):
         page.get_by_role("link", name="My data", exact=True).click()
     # The keyboard alone reaches the link to the training page and follows it.
-    for _ in range(60):
-        page.keyboard.press("Tab")
-        if page.evaluate(FOCUSED_HREF) == "/my-data/training":
-            break
-    else:
-        raise AssertionError("the training page's link is not reachable with Tab")
-    with page.expect_navigation(url=f"{live_server}/my-data/training"):
-        page.keyboard.press("Enter")
+    follow_link_by_keyboard(page, live_server, "/my-data/training")
 
     assert page.get_by_role("heading", name="Your records in AI training", level=1).is_visible()
     assert page.get_by_role("heading", name="Training dataset 12: Task assistant").is_visible()
